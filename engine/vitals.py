@@ -194,7 +194,7 @@ L = r"(?<![\w/])"  # a label starts a word
 FLOW = r"\d{1,2}(?:\.\d+)?\s*(?:L|litres?|liters?|lpm)(?:\s*(?:/|per\s+)min(?:ute)?)?"
 DEVICE = (
     r"(?:nasal\s+(?:cannulae?|prongs|specs)|NC|NP|venturi(?:\s+mask)?"
-    r"|(?:simple|hudson|face|oxygen|O2)\s*mask|non[-\s]?rebreath(?:e|er|ing)(?:\s+mask)?"
+    r"|(?:simple|hudson|face|oxygen|O2)\s*mask|non[-\s]?rebreath(?:er|ing|e)(?:\s+mask)?"
     r"|NRBM?(?:\s+mask)?|reservoir\s+mask|mask)"
 )
 O2 = r"(?:O2|oxygen)\b"
@@ -241,7 +241,7 @@ _TABLE: dict[str, tuple[_Alt, ...]] = {
         _Alt(rf"{L}FiO2{SEP}(?:(?P<f>0?\.\d+|1\.0)|(?P<fp>\d{{2,3}})\s*%)", _fio2),
         _Alt(
             r"(?:via\s+)?(?:nasal\s+(?:cannulae?|prongs|specs)|venturi(?:\s+mask)?"
-            r"|(?:simple|hudson|face|oxygen|O2)\s+mask|non[-\s]?rebreath(?:e|er|ing)(?:\s+mask)?"
+            r"|(?:simple|hudson|face|oxygen|O2)\s+mask|non[-\s]?rebreath(?:er|ing|e)(?:\s+mask)?"
             r"|NRBM?\b(?:\s+mask)?|reservoir\s+mask|high[-\s]flow\s+(?:nasal\s+)?(?:oxygen|O2|cannulae?)"
             r"|HFNC|HFNO|optiflow)|on\s+(?:CPAP|BiPAP|NIV)\b",
             _const(True),
@@ -306,7 +306,7 @@ _TABLE: dict[str, tuple[_Alt, ...]] = {
             _const("A"),
             True,
         ),
-        _Alt(r"\bA\s*(?:&|\+|and)\s*O(?:\s*x\s*[34])?\b|\bAOx\s*[34]\b", _const("A"), True),
+        _Alt(r"\bA\s*(?:&|\+|and)\s*O(?:\s*x\s*[34])?\b(?!\s*x\s*[12])|\bAOx\s*[34]\b", _const("A"), True),
         _Alt(r"\bA\s*(?:&|\+|and)?\s*O\s*x\s*[12]\b", _const("C"), True),
         _Alt(
             r"\b(?:(?:new|acute|new[-\s]onset)\s+)?(?:confusion|confused|disorien(?:ta)?t(?:ed|ion)|delirium|delirious)\b"
