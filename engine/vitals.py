@@ -15,10 +15,12 @@ Rules the extractor keeps:
   they are kept in `VitalSigns.rejected` so the refusal can be shown.
 * Mentions that are not the patient's current state are skipped: a cue such as
   "history of", "previous", "baseline", "target", "usual", "yesterday" or
-  "at home" earlier in the same clause. For word findings (consciousness,
-  oxygen) a negation in the same clause ("not confused", "denies confusion",
-  "no new confusion") also skips the mention. A clause ends at . , ; ! ? or a
-  line break, or at "but", "now", "however".
+  "at home" earlier in the same clause, or "yesterday", "last week", "ago",
+  "at home", "at GP" later in it ("T 39 yesterday"). For word findings
+  (consciousness, oxygen) a negation earlier in the same clause ("not
+  confused", "denies confusion", "no new confusion") also skips the mention.
+  A clause ends at . , ; ! ? or a line break, or at "but", "now", "however".
+  Negation is not applied to numbers: "No acute distress RR 16" keeps RR 16.
 * Temperatures in Fahrenheit ("101.2 F", "101.2 °F") are converted to Celsius
   and rounded half up to one decimal (the chart's resolution). A temperature
   written without a unit is read as Celsius from 25 to 45 and as Fahrenheit
@@ -186,10 +188,13 @@ def _letter(g: dict[str, str | None]) -> Value:
 
 # --- the pattern table ---------------------------------------------------------
 
-# label-value separator: "RR 22", "RR:22", "RR=22", "HR-104", "RR of 22", "HR is 104"
-SEP = r"\s*(?:[:=\-–]\s*|(?:of|is|was|at|now)\s+)?"
-# a number not part of a longer number or a range ("88-92")
-NUM = r"(?P<v>\d{1,3}(?:\.\d+)?)(?!\d|\.\d|[-–]\d|\s+to\s+\d)"
+# label-value separator: "RR 22", "RR:22", "RR=22", "HR-104", "RR of 22", "HR is 104", "BP today 150/95"
+SEP = (
+    r"\s*(?:(?:today|now|currently|on\s+arrival|on\s+admission|at\s+triage)\s*)?"
+    r"(?:[:=\-–]\s*|(?:of|is|was|at|now)\s+)?"
+)
+# a number not part of a longer number, a range ("88-92") or a decade ("HR 90s")
+NUM = r"(?P<v>\d{1,3}(?:\.\d+)?)(?!\d|\.\d|[-–]\d|\s+to\s+\d|s\b)"
 L = r"(?<![\w/])"  # a label starts a word
 FLOW = r"\d{1,2}(?:\.\d+)?\s*(?:L|litres?|liters?|lpm)(?:\s*(?:/|per\s+)min(?:ute)?)?"
 DEVICE = (
@@ -224,7 +229,7 @@ _TABLE: dict[str, tuple[_Alt, ...]] = {
         ),
         # "94% on room air", "93% on 2L": a percentage on air or oxygen is a saturation
         _Alt(
-            rf"(?<![\w.]){NUM}\s*%(?=\s*on\s+(?:room\s+air|air|RA\b|{FLOW}|{O2}))",
+            rf"(?<![\w.])(?<!FiO2\s)(?<!FiO2:\s){NUM}\s*%(?=\s*(?:on\s+(?:room\s+air|air\b|RA\b|{FLOW}|{O2})|RA\b|OA\b|room\s+air))",
             _ranged("spo2"),
         ),
     ),
@@ -235,9 +240,16 @@ _TABLE: dict[str, tuple[_Alt, ...]] = {
             _const(False),
         ),
         _Alt(r"(?:(?:on|in|breathing)\s+)?room\s+air|(?:on|in)\s+air\b", _const(False)),
-        _Alt(r"(?:(?<=%)|(?<=%\s)|(?<=\bon\s))RA\b", _const(False)),
+        # "RA"/"OA" (room air, on air) only right after a saturation or "on": "RA" is also rheumatoid arthritis
+        _Alt(r"(?:(?<=%)|(?<=%\s)|(?<=\bon\s))(?:RA|OA)\b", _const(False)),
         _Alt(rf"(?:on\s+)?{FLOW}\s*(?:of\s+|via\s+)?(?:supplemental\s+)?(?:{O2}|{DEVICE}\b)", _const(True), True),
         _Alt(rf"(?:on\s+)?\d{{2,3}}\s*%\s*(?:{O2}|FiO2|(?:via\s+)?{DEVICE}\b)", _const(True), True),
+        # "SpO2 94% on 2 L": a flow alone, unless it is a fluid
+        _Alt(
+            rf"{L}on\s+{FLOW}\b(?!\s*(?:of\s+)?(?:fluids?|saline|water|restriction|fluid\s+restriction|dextrose|Hartmann))",
+            _const(True),
+            True,
+        ),
         _Alt(rf"{L}FiO2{SEP}(?:(?P<f>0?\.\d+|1\.0)|(?P<fp>\d{{2,3}})\s*%)", _fio2),
         _Alt(
             r"(?:via\s+)?(?:nasal\s+(?:cannulae?|prongs|specs)|venturi(?:\s+mask)?"
@@ -377,6 +389,12 @@ _NEGATION = re.compile(
     r"\b(?:no|not|denies|denied|denying|without|negative\s+for|nil|absence\s+of|free\s+of|never)\b",
     re.IGNORECASE,
 )
+# the same cues written after the value: "T 39 yesterday", "BP 140/90 at GP last week"
+_NOT_CURRENT_AFTER = re.compile(
+    r"\b(?:yesterday|last\s+(?:admission|visit|week|month|year|night)|ago|at\s+home"
+    r"|at\s+(?:the\s+)?GP|pre-?admission)\b",
+    re.IGNORECASE,
+)
 _CLAUSE_END = re.compile(r"[.;,!?\n]|\b(?:but|now|however)\b", re.IGNORECASE)
 _LOOKBACK = 60
 
@@ -389,11 +407,18 @@ def _clause_before(note: str, start: int) -> str:
     return window[cut:]
 
 
-def _voided(note: str, start: int, alt: _Alt) -> bool:
-    clause = _clause_before(note, start)
-    if not clause.strip():
-        return False
-    return bool(_NOT_CURRENT.search(clause) or (alt.negatable and _NEGATION.search(clause)))
+def _clause_after(note: str, end: int) -> str:
+    window = note[end : end + _LOOKBACK]
+    stop = _CLAUSE_END.search(window)
+    return window[: stop.start()] if stop else window
+
+
+def _voided(note: str, start: int, end: int, alt: _Alt) -> bool:
+    """The mention is negated or not the current state."""
+    before = _clause_before(note, start)
+    if _NOT_CURRENT.search(before) or (alt.negatable and _NEGATION.search(before)):
+        return True
+    return bool(_NOT_CURRENT_AFTER.search(_clause_after(note, end)))
 
 
 def extract_vitals(note: str) -> VitalSigns:
@@ -403,7 +428,7 @@ def extract_vitals(note: str) -> VitalSigns:
     for param in _PARAMS:
         last: Reading | None = None
         for m, alt, groups in param.matches(note):
-            if _voided(note, m.start(), alt):
+            if _voided(note, m.start(), m.end(), alt):
                 continue
             try:
                 value = alt.parse(groups)

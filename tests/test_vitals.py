@@ -46,6 +46,7 @@ PHRASINGS = [
     ("oxygen saturation 94%", "spo2", 94, "oxygen saturation 94%"),
     ("saturating 96% on room air", "spo2", 96, "saturating 96%"),
     ("Obs stable, 97% on room air.", "spo2", 97, "97%"),
+    ("98% RA", "spo2", 98, "98%"),
     # blood pressure
     ("BP 105/70", "systolic_bp", 105, "BP 105/70"),
     ("BP 105/70", "diastolic_bp", 70, "BP 105/70"),
@@ -63,6 +64,8 @@ PHRASINGS = [
     ("P 104", "heart_rate", 104, "P 104"),
     ("heart rate 104 bpm", "heart_rate", 104, "heart rate 104 bpm"),
     ("heart rate is 72", "heart_rate", 72, "heart rate is 72"),
+    ("HR now 72", "heart_rate", 72, "HR now 72"),
+    ("BP today 150/95", "systolic_bp", 150, "BP today 150/95"),
     ("tachycardic at 120", "heart_rate", 120, "tachycardic at 120"),
     ("irregular at 130 bpm", "heart_rate", 130, "130 bpm"),
     # temperature, Celsius
@@ -136,6 +139,8 @@ OXYGEN = [
     ("on air", False, "on air"),
     ("SpO2 95% RA", False, "RA"),
     ("sats 97% on RA", False, "RA"),
+    ("sats 98% OA", False, "OA"),
+    ("SpO2 94% (on 2 L)", True, "on 2 L"),
     ("not on oxygen", False, "not on oxygen"),
     ("weaned off oxygen", False, "off oxygen"),
     ("no supplemental oxygen requirement", False, "no supplemental oxygen requirement"),
@@ -259,6 +264,11 @@ NOTHING = [
     "G2 P1, 38 weeks.",
     "85 F with a fall",  # age and sex, not a temperature
     "Plan: review in 2 days.",
+    "HR 90s, BP 110s/70s",
+    "temp 39C yesterday",
+    "BP 140/90 at GP last week",
+    "on 2L fluid restriction",
+    "Hb 102 g/L, WCC 15.2, CRP 180, lactate 4.1, 2 L fluid given",
     "",
 ]
 
@@ -280,6 +290,16 @@ def test_negation_does_not_reach_across_a_clause():
     assert vs.consciousness.value == "C"
     vs = extract_vitals("No distress. Alert.")
     assert vs.consciousness.value == "A"
+
+
+def test_fio2_percentage_is_not_a_saturation():
+    vs = extract_vitals("FiO2 21% room air")
+    assert vs.spo2 is None and vs.rejected == ()
+    assert vs.on_oxygen.value is False
+
+
+def test_negation_is_not_applied_to_numbers():
+    assert extract_vitals("No acute distress RR 16").respiratory_rate.value == 16
 
 
 def test_history_does_not_hide_current_values():
