@@ -239,7 +239,7 @@ _TABLE: dict[str, tuple[_Alt, ...]] = {
             r"(?:\s+requirement)?",
             _const(False),
         ),
-        _Alt(r"(?:(?:on|in|breathing)\s+)?room\s+air|(?:on|in)\s+air\b", _const(False)),
+        _Alt(r"(?:on|in|breathing|room)\s+(?:room\s+)?air\b", _const(False)),
         # "RA"/"OA" (room air, on air) only right after a saturation or "on": "RA" is also rheumatoid arthritis
         _Alt(r"(?:(?<=%)|(?<=%\s)|(?<=\bon\s))(?:RA|OA)\b", _const(False)),
         _Alt(rf"(?:on\s+)?{FLOW}\s*(?:of\s+|via\s+)?(?:supplemental\s+)?(?:{O2}|{DEVICE}\b)", _const(True), True),
@@ -313,8 +313,9 @@ _TABLE: dict[str, tuple[_Alt, ...]] = {
     ),
     "consciousness": (
         _Alt(
-            r"(?<!sepsis\s)(?<!trauma\s)(?<!stroke\s)(?<!code\s)(?<!medical\s)"
-            r"\balert(?:\s+(?:and|&)\s+orien(?:ta)?ted(?:\s*x\s*[34])?)?\b",
+            # the literal first keeps the scan fast; "sepsis alert" is a call, not a level
+            r"alert(?<!\walert)(?<!sepsis\salert)(?<!trauma\salert)(?<!stroke\salert)(?<!code\salert)"
+            r"(?<!medical\salert)(?:\s+(?:and|&)\s+orien(?:ta)?ted(?:\s*x\s*[34])?)?\b",
             _const("A"),
             True,
         ),
