@@ -138,8 +138,8 @@ def score_qsofa(vitals: VitalSigns) -> tuple[Qsofa, list[str]]:
     parts: list[str] = []
     rr, sbp = vitals.respiratory_rate, vitals.systolic_bp
     if rr is not None:
-        points["respiratory_rate"] = int(float(rr.value) >= 22)
-        parts.append(f"{_shown('respiratory_rate', rr)} {'≥' if points['respiratory_rate'] else '<'} 22 → {points['respiratory_rate']}")
+        p = points["respiratory_rate"] = int(float(rr.value) >= 22)
+        parts.append(f"{_shown('respiratory_rate', rr)} {'≥' if p else '<'} 22 → {p}")
     mentation: list[str] = []
     altered = False
     if vitals.consciousness is not None:
@@ -153,8 +153,8 @@ def score_qsofa(vitals: VitalSigns) -> tuple[Qsofa, list[str]]:
         state = "altered" if altered else "not altered"
         parts.append(f"mentation {state} ({', '.join(mentation)}) → {points['altered_mentation']}")
     if sbp is not None:
-        points["systolic_bp"] = int(float(sbp.value) <= 100)
-        parts.append(f"{_shown('systolic_bp', sbp)} {'≤' if points['systolic_bp'] else '>'} 100 → {points['systolic_bp']}")
+        p = points["systolic_bp"] = int(float(sbp.value) <= 100)
+        parts.append(f"{_shown('systolic_bp', sbp)} {'≤' if p else '>'} 100 → {p}")
     missing = [name for name in QSOFA_PARAMETERS if name not in points]
     if not points:
         return Qsofa(missing=missing), []
