@@ -97,8 +97,8 @@ ABBREVIATIONS = frozenset(
     inc ltd jr sr sq sats obs rr bp o.e o/e c/o h/o
     """.split()
 )
-# Titles never end a sentence; other abbreviations do when a capital follows.
-TITLES = frozenset("dr mr mrs ms prof st jr sr".split())
+# Titles and "e.g."/"i.e." never end a sentence; other abbreviations do when a capital follows.
+TITLES = frozenset("dr mr mrs ms prof st jr sr e.g eg i.e ie vs cf viz".split())
 
 _BOUNDARY = re.compile(r"[.!?]+|\n")
 
@@ -842,7 +842,8 @@ def _concepts(text: str) -> _Concepts:
     for i, tok in enumerate(tokens):
         if tok in ".;:!?\n":
             scope = 0
-            content_since_clause = []
+            if tok != ":":  # "Leg swelling: absent" keeps its subject for the post-negation
+                content_since_clause = []
             continue
         if tok == ",":
             continue
@@ -1012,10 +1013,19 @@ def _tfidf_similarities(sentences: list[str], queries: list[str]) -> np.ndarray:
     return (matrix[len(sentences) :] @ matrix[: len(sentences)].T).toarray()
 
 
+_VITAL_TOKEN = {"t": "t", "hr": "hr", "spo2": "spo2", "rr": "rr", "sbp": "bp"}
+
+
 def _overlap(claim_stems: list[str], sentence_stems: list[str]) -> float:
+    """Share of the claim's stems in the sentence; "tachycardia" counts as met by an HR reading."""
     if not claim_stems:
         return 0.0
-    hit = sum(1 for c in claim_stems if any(_stems_match(c, s) for s in sentence_stems))
+    hit = 0
+    for c in claim_stems:
+        vital = _VITAL_CONCEPT_STEMS.get(c)
+        token = _VITAL_TOKEN[vital[0]] if vital else None
+        if any(_stems_match(c, s) or s == token for s in sentence_stems):
+            hit += 1
     return hit / len(claim_stems)
 
 
