@@ -59,6 +59,7 @@ What it guarantees
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -786,6 +787,7 @@ _SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 _STEM_SUFFIXES = ("ically", "ical", "ness", "ings", "ing", "ful", "ed", "es", "s", "ly")
 
 
+@functools.lru_cache(maxsize=8192)
 def _stem(token: str) -> str:
     t = token.replace("ae", "e").replace("oe", "e")
     for suffix in _STEM_SUFFIXES:
@@ -815,7 +817,7 @@ def _normalise(text: str) -> str:
     return t
 
 
-_TOKEN_RE = re.compile(r"[a-z][a-z0-9'’-]*|[.;:!?\n]|,")
+_TOKEN_RE = re.compile(r"[a-z][a-z0-9'’-]*|[.;:!?\n]|,|\x00")
 _TERMINATORS = frozenset(
     """but however although though except apart aside yet which who presents presenting reports reporting
     complains complaining has had is are was were admits admitted states""".split()
@@ -835,11 +837,23 @@ class _Concepts:
 
 
 def _concepts(text: str) -> _Concepts:
-    tokens = _TOKEN_RE.findall(_normalise(text))
-    out = _Concepts()
+    return _concepts_many([text])[0]
+
+
+def _concepts_many(texts: list[str]) -> list[_Concepts]:
+    """`_concepts` of several texts with one normalisation pass (texts joined by a NUL separator)."""
+    tokens = _TOKEN_RE.findall(_normalise("\n\x00\n".join(t.replace("\x00", " ") for t in texts)))
+    outs = [_Concepts()]
+    out = outs[0]
     scope = 0
     content_since_clause: list[int] = []
     for i, tok in enumerate(tokens):
+        if tok == "\x00":
+            out = _Concepts()
+            outs.append(out)
+            scope = 0
+            content_since_clause = []
+            continue
         if tok in ".;:!?\n":
             scope = 0
             if tok != ":":  # "Leg swelling: absent" keeps its subject for the post-negation
@@ -867,7 +881,7 @@ def _concepts(text: str) -> _Concepts:
         content_since_clause.append(len(out.items) - 1)
         if scope:
             scope -= 1
-    return out
+    return outs
 
 
 # Numbers and units ---------------------------------------------------------
@@ -961,18 +975,20 @@ def _normalised_with_map(text: str) -> tuple[str, list[int]]:
     """Lowercase, whitespace runs collapsed to one space; index map back to `text`."""
     chars: list[str] = []
     index: list[int] = []
-    prev_space = False
-    for i, ch in enumerate(text):
-        if ch.isspace():
-            if prev_space:
-                continue
-            chars.append(" ")
-            prev_space = True
-        else:
-            chars.append(ch.lower())
-            prev_space = False
-        index.append(i)
-    return "".join(chars), index
+    pos = 0
+    for m in re.finditer(r"\s+", text):
+        chunk = text[pos : m.start()]
+        chars.append(chunk.lower())
+        index.extend(range(pos, m.start()))
+        chars.append(" ")
+        index.append(m.start())
+        pos = m.end()
+    chars.append(text[pos:].lower())
+    index.extend(range(pos, len(text)))
+    norm = "".join(chars)
+    if len(norm) != len(index):  # lowercasing changed a length (rare Unicode): character by character
+        norm = "".join(text[i].lower()[:1] or " " for i in index)
+    return norm, index
 
 
 def _clean_quote(evidence: str) -> str:
@@ -1016,17 +1032,48 @@ def _tfidf_similarities(sentences: list[str], queries: list[str]) -> np.ndarray:
 _VITAL_TOKEN = {"t": "t", "hr": "hr", "spo2": "spo2", "rr": "rr", "sbp": "bp"}
 
 
-def _overlap(claim_stems: list[str], sentence_stems: list[str]) -> float:
-    """Share of the claim's stems in the sentence; "tachycardia" counts as met by an HR reading."""
-    if not claim_stems:
-        return 0.0
-    hit = 0
-    for c in claim_stems:
-        vital = _VITAL_CONCEPT_STEMS.get(c)
-        token = _VITAL_TOKEN[vital[0]] if vital else None
-        if any(_stems_match(c, s) or s == token for s in sentence_stems):
-            hit += 1
-    return hit / len(claim_stems)
+class _NoteIndex:
+    """What check_findings needs from the note, computed once per call."""
+
+    def __init__(self, note: str) -> None:
+        self.note = note
+        self.spans = sentence_spans(note)
+        self.sentences = [note[a:b] for a, b in self.spans]
+        self.norm, self.index = _normalised_with_map(note)
+        self.sentence_concepts = _concepts_many(self.sentences) if self.sentences else []
+        self.sentence_stems = [set(c.stems()) for c in self.sentence_concepts]
+        # stem -> polarities of its mentions anywhere in the note
+        self.polarity: dict[str, list[bool]] = {}
+        for c in self.sentence_concepts:
+            for stem, positive in c.items:
+                self.polarity.setdefault(stem, []).append(positive)
+        self.numbers = _numbers(note)
+        self.vitals = _vitals(note)
+        self._matches: dict[str, frozenset[str]] = {}
+
+    def matching(self, stem: str) -> frozenset[str]:
+        """The note's stems that match `stem` (a vital concept also matches its reading's label)."""
+        found = self._matches.get(stem)
+        if found is None:
+            vital = _VITAL_CONCEPT_STEMS.get(stem)
+            token = _VITAL_TOKEN[vital[0]] if vital else None
+            found = frozenset(v for v in self.polarity if _stems_match(stem, v) or v == token)
+            self._matches[stem] = found
+        return found
+
+    def note_polarity(self, stem: str) -> list[bool]:
+        out: list[bool] = []
+        for v in self.matching(stem):
+            if _stems_match(stem, v):
+                out.extend(self.polarity[v])
+        return out
+
+    def overlaps(self, claim_stems: list[str]) -> np.ndarray:
+        """Per sentence, the share of the claim's stems it contains."""
+        if not claim_stems or not self.sentences:
+            return np.zeros(len(self.sentences))
+        sets = [self.matching(c) for c in claim_stems]
+        return np.array([sum(1 for m in sets if m & st) / len(sets) for st in self.sentence_stems])
 
 
 @dataclass
@@ -1037,8 +1084,7 @@ class _Support:
     number_problems: list[str]
 
 
-def _assess(claim: str, window: str, note: str, note_concepts: _Concepts, note_vitals: dict[str, list[float]],
-            check_numbers_of: str) -> _Support:
+def _assess(claim: str, window: str, ix: _NoteIndex, check_numbers_of: str) -> _Support:
     claim_c = _concepts(claim)
     window_c = _concepts(window)
     contradicted: list[str] = []
@@ -1052,7 +1098,7 @@ def _assess(claim: str, window: str, note: str, note_concepts: _Concepts, note_v
             continue
         seen.add(stem)
         pol_window = [p for s, p in window_c.items if _stems_match(s, stem)]
-        pol_note = pol_window or [p for s, p in note_concepts.items if _stems_match(s, stem)]
+        pol_note = pol_window or ix.note_polarity(stem)
         if pol_note:
             supported += 1
             if positive and not any(pol_note):
@@ -1061,9 +1107,9 @@ def _assess(claim: str, window: str, note: str, note_concepts: _Concepts, note_v
                 recorded_in_note.append(stem)
             continue
         vital = _VITAL_CONCEPT_STEMS.get(stem)
-        if vital and note_vitals.get(vital[0]):
+        if vital and ix.vitals.get(vital[0]):
             supported += 1
-            values = note_vitals[vital[0]]
+            values = ix.vitals[vital[0]]
             present = any(vital[1](v) for v in values)
             absent = all(vital[2](v) for v in values)
             label = _VITAL_NAMES[vital[0]]
@@ -1082,7 +1128,7 @@ def _assess(claim: str, window: str, note: str, note_concepts: _Concepts, note_v
     coverage = supported / total if total else 1.0
 
     problems: list[str] = []
-    note_numbers = _numbers(note)
+    note_numbers = ix.numbers
     for value, unit in _numbers(check_numbers_of):
         matches = [u for v, u in note_numbers if abs(v - value) < 1e-9]
         if not matches:
@@ -1093,11 +1139,11 @@ def _assess(claim: str, window: str, note: str, note_concepts: _Concepts, note_v
             problems.append(f"{value:g} {unit} does not match the note's units ({', '.join(sorted(set(u for u in matches if u)))})")
     claim_vitals = _vitals(check_numbers_of)
     for name, values in claim_vitals.items():
-        if name in note_vitals:
+        if name in ix.vitals:
             for v in values:
-                if all(abs(v - nv) > 1e-9 for nv in note_vitals[name]):
+                if all(abs(v - nv) > 1e-9 for nv in ix.vitals[name]):
                     msg = f"{_VITAL_NAMES[name]} {v:g} in the finding, the note records {_VITAL_NAMES[name]} " + ", ".join(
-                        f"{nv:g}" for nv in note_vitals[name]
+                        f"{nv:g}" for nv in ix.vitals[name]
                     )
                     if msg not in problems:
                         problems.append(msg)
@@ -1118,17 +1164,14 @@ def check_findings(
     """
     note = note or ""
     image_findings = list(image_findings or [])
-    spans = sentence_spans(note)
-    sentences = [note[a:b] for a, b in spans]
-    norm_note, index = _normalised_with_map(note)
-    note_concepts = _concepts(note)
-    note_vitals = _vitals(note)
+    ix = _NoteIndex(note)
+    spans, sentences = ix.spans, ix.sentences
 
     exact: list[tuple[int, int] | None] = []
     for f in findings:
-        span = _exact_span(norm_note, index, _clean_quote(f.evidence))
+        span = _exact_span(ix.norm, ix.index, _clean_quote(f.evidence))
         if span is None:
-            span = _exact_span(norm_note, index, _clean_quote(f.finding))
+            span = _exact_span(ix.norm, ix.index, _clean_quote(f.finding))
         exact.append(span)
     need_fuzzy = [i for i, s in enumerate(exact) if s is None]
     best_idx = np.zeros(len(findings), dtype=int)
@@ -1138,10 +1181,9 @@ def check_findings(
         # the window: best by character similarity and shared clinical words together
         queries = [f"{findings[i].finding} {findings[i].evidence}" for i in need_fuzzy]
         sims = _tfidf_similarities(sentences, queries)
-        sentence_stems = [_concepts(x).stems() for x in sentences]
         for row, i in enumerate(need_fuzzy):
             claim_stems = list(dict.fromkeys(_concepts(queries[row]).stems()))
-            overlaps = np.array([_overlap(claim_stems, st) for st in sentence_stems])
+            overlaps = ix.overlaps(claim_stems)
             j = int(np.argmax(0.5 * sims[row] + 0.5 * overlaps))
             best_idx[i], best_sim[i], best_overlap[i] = j, sims[row, j], overlaps[j]
 
@@ -1168,7 +1210,7 @@ def check_findings(
             span, window, evidence, source = None, "", "", "none"
             numbers_of = f"{claim} {f.evidence}"
 
-        support = _assess(claim, window, note, note_concepts, note_vitals, numbers_of)
+        support = _assess(claim, window, ix, numbers_of)
 
         # image: the finding names an image label and the note does not carry it
         image_match = _image_match(f, image_findings)
