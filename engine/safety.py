@@ -329,7 +329,7 @@ _PATTERNS: tuple[_Pattern, ...] = (
     ),
     _Pattern(
         "diagnosis-is",
-        _p(r"(?P<trig>\bdiagnos[ie]s\s*(?::|-|–|=|\bis\b|\bare\b|\bwas\b|\bof\b))"),
+        _p(r"(?P<trig>\bdiagnos[ie]s\s*(?:(?:is|are|was|of)\b\s*[:=\-–]?|[:=\-–]))"),
         "assert",
         needs_disease=False,
         region_from_clause=True,
@@ -339,6 +339,7 @@ _PATTERNS: tuple[_Pattern, ...] = (
         _p(
             rf"(?:(?P<subj>{_SUBJ})\s*)?(?P<adv>{_ADV})(?P<trig>(?:has|have)(?:\s+(?:got|developed|now\s+got))?|['’]s\s+got|"
             r"(?:is|are|was|were)\s+(?:\w+ly\s+)?suffering\s+from|suffers\s+from|suffered\s+from|"
+            r"(?:is|are)\s+(?:\w+ly\s+)?(?:experiencing|having|developing)|"
             r"(?:is|are|was|were|has\s+been|have\s+been)\s+(?:\w+ly\s+)?diagnosed\s+(?:with|as(?:\s+having)?)|"
             r"diagnosed\s+with|(?:is|are)\s+in|(?:(?:is|are|was|were)\s+)?(?:presents|presenting|presented)\s+with)\b"
         ),
@@ -460,10 +461,10 @@ def _hits(s: str) -> list[_Hit]:
                 continue
             if not x.strip(" -–:"):
                 continue
-            # hedge region: clause start .. end of the diagnosis, the trigger blanked out
+            # hedge region: clause start .. end of the diagnosis
             region_end = x_end if pat.x_after else trig_end
-            region = s[cstart:trig_start] + " " + s[trig_end:region_end]
-            if pat.kind == "exclude" and pat.name == "not-have":
+            region = s[cstart:region_end]
+            if pat.name == "not-have":  # its own "not" is the statement, not a hedge
                 region = s[cstart:trig_start] + " " + s[trig_end:region_end]
             if _HEDGE_RE.search(region) or "?" in s:
                 continue

@@ -115,6 +115,16 @@ REWRITES = [
         "Features suggest bronchiolitis; the child has bronchiolitis.",
         "Features suggest bronchiolitis; findings may be consistent with bronchiolitis; requires clinical assessment.",
     ),
+    ("The diagnosis is: Pneumonia.", "Findings may be consistent with Pneumonia; requires clinical assessment."),
+    ("**Diagnosis:** Pneumonia", "Findings may be consistent with Pneumonia; requires clinical assessment."),
+    ("The patient's diagnosis is pneumonia.", "Findings may be consistent with pneumonia; requires clinical assessment."),
+    ("The patient is experiencing pneumonia.", "Findings may be consistent with pneumonia; requires clinical assessment."),
+    ("She is having a stroke.", "Findings may be consistent with stroke; requires clinical assessment."),
+    (
+        "Based on the clinical note, the patient is diagnosed with community-acquired pneumonia (CAP).",
+        "Based on the clinical note, findings may be consistent with community-acquired pneumonia (CAP); "
+        "requires clinical assessment.",
+    ),
     # suffix heuristics for diseases outside the lexicon
     ("The patient has cholangitis.", "Findings may be consistent with cholangitis; requires clinical assessment."),
     ("She has sarcoidosis.", "Findings may be consistent with sarcoidosis; requires clinical assessment."),
@@ -147,6 +157,9 @@ UNCHANGED = [
     "The patient likely has pneumonia.",
     "The patient might have sepsis.",
     "The most likely diagnosis is sepsis.",
+    "Based on the symptoms, the patient is likely suffering from pneumonia.",
+    "The patient is likely having an asthma exacerbation.",
+    "He is having a cough.",
     "The presentation suggests pneumonia.",
     "Symptoms are suggestive of asthma exacerbation.",
     "The child has bronchiolitis?",
