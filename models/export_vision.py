@@ -225,7 +225,7 @@ def load_open_clip(source: Any, pretrained: str | None = None) -> tuple[Any, Any
 
     if hasattr(source, "visual") and hasattr(source, "encode_text"):
         tok = getattr(source, "tokenizer", None) or open_clip.get_tokenizer("ViT-B-32")
-        return source, tok, type(source).__name__
+        return source, tok, f"open_clip model object ({type(source).__name__})"
     ident = _model_identifier(source)
     try:
         with _quiet():
@@ -363,9 +363,14 @@ def measure_fidelity(
         "cosine_min": round(float(cos.min()), 6),
     }
     if len(text_emb):
-        p32 = np.argmax(logit_scale * e32 @ text_emb.T, axis=1)
-        p8 = np.argmax(logit_scale * e8 @ text_emb.T, axis=1)
-        result["top1_agreement"] = round(float((p32 == p8).mean()), 6)
+        def softmax(z: np.ndarray) -> np.ndarray:
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            return z / z.sum(axis=1, keepdims=True)
+
+        p32 = softmax(logit_scale * e32 @ text_emb.T)
+        p8 = softmax(logit_scale * e8 @ text_emb.T)
+        result["top1_agreement"] = round(float((p32.argmax(1) == p8.argmax(1)).mean()), 6)
+        result["max_probability_diff"] = round(float(np.abs(p32 - p8).max()), 6)
     if torch_model is not None:
         import torch
 
