@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from models.info import ModelInfo
+
 Phase = Literal[
     "queued",  # waiting behind another request
     "loading",  # the model is being loaded
@@ -50,45 +52,6 @@ class AnalysisRequest:
     temperature: float = 0.0
     seed: int = 0
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """What the runtime knows about the loaded model and where it runs."""
-
-    path: str
-    file_name: str
-    file_size: int
-    architecture: str
-    name: str
-    size_label: str
-    quantization: str
-    context_length: int  # trained context from the GGUF metadata
-    n_ctx: int  # context the runtime was configured with
-    chat_template: bool  # the GGUF carries its own template
-    prompt_format: str  # "embedded-template" or "gemma-turns"
-    demo: bool  # the embedded non-medical demo model is in use
-    threads: int
-    gpu_layers: int
-    gpu_offload_supported: bool
-    gpu_layers_reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file_name,
-            "path": self.path,
-            "architecture": self.architecture,
-            "name": self.name,
-            "size_label": self.size_label,
-            "quantization": self.quantization,
-            "context_length": self.context_length,
-            "n_ctx": self.n_ctx,
-            "prompt_format": self.prompt_format,
-            "demo": self.demo,
-            "threads": self.threads,
-            "gpu_layers": self.gpu_layers,
-            "gpu_offload_supported": self.gpu_offload_supported,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +121,14 @@ class Token:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldDelta:
+    """Decoded text of a string field still being written: the reasoning streams live."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class FieldCompleted:
     """A top-level field of the structured answer finished streaming."""
 
@@ -169,7 +140,7 @@ class FieldCompleted:
 class RiskScored:
     """Rule-based risk, known before the model says anything."""
 
-    risk: Any  # engine.risk.RiskAssessment
+    risk: Any  # engine.schema.Risk
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +169,7 @@ class Failed:
 class Cancelled:
     partial_text: str
     timings: Timings | None = None
+    during: str = ""  # "prompt" or "decode": where the model was when it stopped
 
 
 Event = (
@@ -206,6 +178,7 @@ Event = (
     | PhaseChanged
     | PromptPrepared
     | Token
+    | FieldDelta
     | FieldCompleted
     | RiskScored
     | ImageAnalysed

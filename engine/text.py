@@ -1,0 +1,28 @@
+"""Make model text safe to print: a model must not be able to drive the terminal.
+
+Every C0 control character except newline and tab, DEL and every C1 control is
+replaced by a visible symbol, so an escape sequence shows as text (for example
+"␛[2J") instead of clearing the clinician's screen. One `str.translate`, cheap
+enough for every token.
+"""
+
+from __future__ import annotations
+
+_TABLE = {code: 0x2400 + code for code in range(0x20) if chr(code) not in "\n\t"}
+_TABLE[0x7F] = 0x2421  # ␡
+_TABLE.update({code: 0xFFFD for code in range(0x80, 0xA0)})
+
+
+def neutralise(text: str) -> str:
+    return text.translate(_TABLE)
+
+
+def neutralise_tree(value):
+    """Neutralise every string inside a JSON-like structure."""
+    if isinstance(value, str):
+        return neutralise(value)
+    if isinstance(value, list):
+        return [neutralise_tree(item) for item in value]
+    if isinstance(value, dict):
+        return {key: neutralise_tree(item) for key, item in value.items()}
+    return value

@@ -1,0 +1,185 @@
+"""The child process that holds the language model.
+
+llama.cpp can end a process from C++ (std::terminate on a grammar error, a
+segfault, an out-of-memory kill). Running the model here keeps the process
+that holds the UI and the clinician's note alive whatever happens; the engine
+notices the death, reports it and starts a fresh worker.
+
+Messages are plain tuples over a multiprocessing pipe:
+  to the worker:   ("load", LoadSpec) ("run", Job) ("cancel", job_id) ("stop",)
+  from the worker: ("loaded", ModelInfo, load_s) ("load-failed", message)
+                   ("prompt", job_id, dict) ("token", job_id, text, logprob)
+                   ("done", job_id, dict) ("cancelled", job_id, dict)
+                   ("error", job_id, kind, message)
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from engine.prompts import PromptContext, build_messages, fit_note
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    note: str
+    mode: str
+    context: PromptContext
+    max_tokens: int
+    temperature: float
+    seed: int
+    grammar_schema: dict[str, Any] | None = None
+
+
+def worker_main(conn: Connection) -> None:
+    """Entry point of the worker process."""
+    inbox: queue.Queue = queue.Queue()
+    cancelled: set[str] = set()
+    current = {"id": None, "event": threading.Event()}
+    lock = threading.Lock()
+
+    def read_commands() -> None:
+        # A separate reader lets a cancel arrive while the main thread decodes.
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                inbox.put(("stop",))
+                return
+            if message[0] == "cancel":
+                with lock:
+                    cancelled.add(message[1])
+                    if current["id"] == message[1]:
+                        current["event"].set()
+            else:
+                inbox.put(message)
+
+    threading.Thread(target=read_commands, daemon=True).start()
+    runtime = None
+    while True:
+        message = inbox.get()
+        kind = message[0]
+        if kind == "stop":
+            break
+        if kind == "load":
+            runtime = _load(conn, message[1])
+            continue
+        if kind == "run":
+            job: Job = message[1]
+            with lock:
+                event = threading.Event()
+                if job.id in cancelled:
+                    event.set()
+                current["id"], current["event"] = job.id, event
+            if runtime is None:
+                conn.send(("error", job.id, "bad-model", "no model is loaded"))
+                continue
+            _run(conn, runtime, job, event)
+            with lock:
+                current["id"] = None
+                cancelled.discard(job.id)
+    if runtime is not None:
+        runtime.close()
+
+
+def _load(conn: Connection, spec):
+    from models.llm import LlamaRuntime, ModelLoadError
+
+    start = time.perf_counter()
+    try:
+        runtime = LlamaRuntime(spec)
+    except ModelLoadError as exc:
+        conn.send(("load-failed", str(exc)))
+        return None
+    conn.send(("loaded", runtime.info, time.perf_counter() - start))
+    return runtime
+
+
+def _run(conn: Connection, runtime, job: Job, cancel: threading.Event) -> None:
+    from models.llm import GenerationAborted, GrammarError, build_grammar
+
+    start = time.perf_counter()
+    stats = {"prompt_tokens": 0, "generated_tokens": 0, "first_token_at": None, "last_token_at": None}
+
+    def timings() -> dict[str, Any]:
+        first, last = stats["first_token_at"], stats["last_token_at"]
+        return {
+            "prompt_tokens": stats["prompt_tokens"],
+            "generated_tokens": stats["generated_tokens"],
+            "prompt_s": (first - start) if first else time.perf_counter() - start,
+            "decode_s": (last - first) if first and last else 0.0,
+        }
+
+    try:
+        grammar = build_grammar(job.grammar_schema) if job.grammar_schema else None
+        prompt_tokens, fitted = _prepare_prompt(runtime, job)
+    except (GrammarError, ValueError) as exc:
+        conn.send(("error", job.id, "bad-input", str(exc)))
+        return
+    stats["prompt_tokens"] = len(prompt_tokens)
+    conn.send((
+        "prompt",
+        job.id,
+        {
+            "prompt_tokens": len(prompt_tokens),
+            "n_ctx": runtime.info.n_ctx,
+            "note_tokens": fitted.note_tokens,
+            "dropped_note_tokens": fitted.dropped_tokens,
+        },
+    ))
+    logprobs: list[float] = []
+    try:
+        for piece in runtime.stream(
+            prompt_tokens,
+            max_tokens=job.max_tokens,
+            cancel=cancel,
+            temperature=job.temperature,
+            seed=job.seed,
+            grammar=grammar,
+            want_logprobs=grammar is not None,
+        ):
+            now = time.perf_counter()
+            if stats["first_token_at"] is None:
+                stats["first_token_at"] = now
+            stats["last_token_at"] = now
+            if piece.token >= 0:
+                stats["generated_tokens"] += 1
+            if piece.logprob is not None:
+                logprobs.append(piece.logprob)
+            conn.send(("token", job.id, piece.text, piece.logprob))
+    except GenerationAborted as aborted:
+        conn.send(("cancelled", job.id, {**timings(), "phase": aborted.phase}))
+        return
+    except (GrammarError, RuntimeError, ValueError) as exc:
+        conn.send(("error", job.id, "internal", str(exc)))
+        return
+    result = timings()
+    result["stop_reason"] = "length" if stats["generated_tokens"] >= job.max_tokens else "stop"
+    result["mean_logprob"] = sum(logprobs) / len(logprobs) if logprobs else None
+    conn.send(("done", job.id, result))
+
+
+def _prepare_prompt(runtime, job: Job):
+    """Build the prompt, fitting the note into what the context leaves free."""
+    frame = runtime.format_prompt(build_messages("", job.context, job.mode))
+    frame_tokens = len(runtime.tokenize(frame))
+    budget = runtime.info.n_ctx - job.max_tokens - frame_tokens - 8
+    if budget < 64:
+        raise ValueError(
+            f"the model's context ({runtime.info.n_ctx} tokens) leaves no room for the note "
+            f"after the instructions ({frame_tokens}) and the answer ({job.max_tokens}); raise --ctx"
+        )
+    fitted = fit_note(
+        job.note,
+        budget,
+        lambda text: runtime.tokenize(text, special=False, add_bos=False),
+        runtime.detokenize,
+    )
+    prompt = runtime.format_prompt(build_messages(fitted.text, job.context, job.mode))
+    return runtime.tokenize(prompt), fitted

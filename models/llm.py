@@ -1,0 +1,426 @@
+"""The GGUF language-model runtime on llama-cpp-python.
+
+It loads a model with a chosen thread count, context and GPU offload, formats
+chat prompts (the GGUF's own template, or Gemma's turn format when a Gemma file
+has none), and streams tokens with cooperative cancel: between tokens, and
+inside prompt processing through llama.cpp's abort callback.
+
+Structured answers use a grammar, checked lazily: the token the ordinary
+sampler picks is tested against the grammar alone, and only when the grammar
+rejects it is the grammar applied to the candidates. Applying a grammar to all
+of Gemma's 262k vocabulary on every step is what made constrained decoding four
+times slower; most tokens of a JSON answer are free text the grammar accepts.
+No token the grammar rejects is ever accepted.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.gguf import GgufError, GgufInfo, read_gguf
+from models.hardware import choose_gpu_layers, gpu_offload_supported, physical_cores
+from models.info import ModelInfo
+
+GEMMA_TURN = "<start_of_turn>{role}\n{content}<end_of_turn>\n"
+GEMMA_GENERATION_PROMPT = "<start_of_turn>model\n"
+CANDIDATES_BEFORE_FULL_GRAMMAR = 512
+
+
+class ModelLoadError(Exception):
+    """The model cannot be loaded; the message says why in one line."""
+
+
+class GenerationAborted(Exception):
+    """Generation stopped because cancel was requested, while reading the prompt or decoding."""
+
+    def __init__(self, phase: str):
+        super().__init__(phase)
+        self.phase = phase
+
+
+class GrammarError(Exception):
+    """The JSON schema could not be turned into a working grammar."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    path: str
+    threads: int | None = None
+    n_ctx: int = 4096
+    gpu_layers: str | int = "auto"
+    demo: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    text: str
+    token: int
+    logprob: float | None = None
+
+
+def format_gemma_turns(messages: list[dict[str, str]]) -> str:
+    """Gemma's turn format. Gemma has no system role: system text joins the first user turn."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    turns = [m for m in messages if m["role"] != "system"]
+    if system:
+        if turns and turns[0]["role"] == "user":
+            turns[0] = {"role": "user", "content": f"{system}\n\n{turns[0]['content']}"}
+        else:
+            turns.insert(0, {"role": "user", "content": system})
+    parts = [
+        GEMMA_TURN.format(role="model" if m["role"] == "assistant" else "user", content=m["content"])
+        for m in turns
+    ]
+    return "".join(parts) + GEMMA_GENERATION_PROMPT
+
+
+def build_grammar(schema: dict) -> str:
+    """Convert a JSON schema to GBNF, and prove the conversion really happened.
+
+    llama-cpp-python's response_format falls back to plain JSON when conversion
+    fails; here a failure is an error, and the grammar must name every property.
+    """
+    import json
+
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        grammar = json_schema_to_gbnf(json.dumps(schema), prop_order=list(schema.get("properties", {})))
+    except Exception as exc:  # the converter raises bare Exceptions
+        raise GrammarError(f"JSON schema could not be converted to a grammar: {exc}") from None
+    for name in schema.get("properties", {}):
+        if f'\\"{name}\\"' not in grammar:
+            raise GrammarError(f"grammar does not constrain property {name!r}")
+    return grammar
+
+
+class LlamaRuntime:
+    def __init__(self, spec: LoadSpec):
+        import llama_cpp
+
+        silence_llama_logs()
+        self._llama_cpp = llama_cpp
+        self.spec = spec
+        try:
+            self.gguf: GgufInfo = read_gguf(spec.path)
+        except GgufError as exc:
+            raise ModelLoadError(str(exc)) from None
+        supported = gpu_offload_supported()
+        gpu = choose_gpu_layers(spec.gpu_layers, supported)
+        threads = spec.threads or physical_cores()
+        context_length = self.gguf.context_length or spec.n_ctx
+        n_ctx = min(spec.n_ctx, context_length) if context_length else spec.n_ctx
+        try:
+            with _safe_buffer_types(llama_cpp):
+                self.llm = llama_cpp.Llama(
+                    model_path=str(spec.path),
+                    n_ctx=n_ctx,
+                    n_batch=512,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_gpu_layers=gpu.layers,
+                    seed=spec.seed,
+                    verbose=False,
+                )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(f"llama.cpp could not load {spec.path}: {exc}") from None
+        template = self.gguf.chat_template
+        self.info = ModelInfo(
+            path=str(Path(spec.path).resolve()),
+            file_name=Path(spec.path).name,
+            file_size=self.gguf.file_size,
+            architecture=self.gguf.architecture,
+            name=self.gguf.name,
+            size_label=self.gguf.size_label,
+            quantization=self.gguf.quantization,
+            context_length=self.gguf.context_length,
+            n_ctx=self.llm.n_ctx(),
+            chat_template=template is not None,
+            prompt_format="embedded-template" if template else _fallback_format(self.gguf.architecture),
+            demo=spec.demo,
+            threads=threads,
+            gpu_layers=gpu.layers,
+            gpu_offload_supported=supported,
+            gpu_layers_reason=gpu.reason,
+        )
+        self._formatter = self._make_formatter(template)
+        self._n_vocab = self.llm.n_vocab()
+        self._pieces: dict[int, bytes] = {}
+        self._abort_prompt = threading.Event()
+        # Keep a reference: llama.cpp holds only the C pointer.
+        self._abort_callback = llama_cpp.ggml_abort_callback(lambda _data: self._abort_prompt.is_set())
+        self._no_callback = llama_cpp.ggml_abort_callback()
+
+    # --- prompts --------------------------------------------------------------
+
+    def _make_formatter(self, template: str | None):
+        if template:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            vocab = self.llm._model
+            eos = vocab.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""
+            bos = vocab.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
+            jinja = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+            # The template may write the BOS itself; tokenize() must not add a second one.
+            return lambda messages: jinja(messages=messages).prompt
+        if self.gguf.architecture.startswith("gemma"):
+            return format_gemma_turns
+        raise ModelLoadError(
+            f"{self.info.file_name} has no chat template and is not a Gemma model: "
+            "cannot tell how to format its prompt"
+        )
+
+    def format_prompt(self, messages: list[dict[str, str]]) -> str:
+        return self._formatter(messages)
+
+    def tokenize(self, text: str, *, special: bool = True, add_bos: bool = True) -> list[int]:
+        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+        bos = self.llm.token_bos()
+        if add_bos and len(tokens) > 1 and tokens[0] == bos and tokens[1] == bos:
+            tokens = tokens[1:]  # the template wrote its own BOS
+        return tokens
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text, special=False, add_bos=False))
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
+
+    # --- generation -------------------------------------------------------------
+
+    def stream(
+        self,
+        prompt_tokens: list[int],
+        *,
+        max_tokens: int,
+        cancel: threading.Event,
+        temperature: float = 0.0,
+        seed: int = 0,
+        grammar: str | None = None,
+        want_logprobs: bool = False,
+    ) -> Iterator[Piece]:
+        """Yield generated pieces until end of turn, `max_tokens` or cancel.
+
+        Raises GenerationAborted when cancel is set, within one token, or within
+        one llama.cpp graph evaluation while the prompt is processed.
+        """
+        lib, llm = self._llama_cpp, self.llm
+        if len(prompt_tokens) >= llm.n_ctx():
+            raise ValueError(f"prompt of {len(prompt_tokens)} tokens does not fit the context of {llm.n_ctx()}")
+        max_tokens = min(max_tokens, llm.n_ctx() - len(prompt_tokens))
+        self._prefill(prompt_tokens, cancel)
+        sampler = _ChainSampler(lib, temperature, seed)
+        constraint = _GrammarConstraint(lib, llm._model.vocab, grammar, self._n_vocab) if grammar else None
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            for _ in range(max_tokens):
+                if cancel.is_set():
+                    raise GenerationAborted("decode")
+                logits_ptr = lib.llama_get_logits_ith(llm._ctx.ctx, -1)
+                token = sampler.sample(llm._ctx.ctx)
+                if constraint is not None:
+                    token = constraint.check(token, logits_ptr, sampler)
+                    constraint.accept(token)
+                logprob = _logprob(logits_ptr, token, self._n_vocab) if want_logprobs else None
+                if lib.llama_vocab_is_eog(llm._model.vocab, token):
+                    break
+                text = decoder.decode(self._piece(token))
+                yield Piece(text, token, logprob)
+                llm.eval([token])
+        finally:
+            sampler.close()
+            if constraint is not None:
+                constraint.close()
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield Piece(tail, -1, None)
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buffer = ctypes.create_string_buffer(64)
+            length = self._llama_cpp.llama_token_to_piece(self.llm._model.vocab, token, buffer, 64, 0, False)
+            piece = self._pieces[token] = buffer.raw[: max(length, 0)]
+        return piece
+
+    def _prefill(self, prompt_tokens: list[int], cancel: threading.Event) -> None:
+        """Evaluate the prompt, reusing the cached prefix of the last prompt."""
+        lib, llm = self._llama_cpp, self.llm
+        cached = 0
+        for old, new in zip(llm.input_ids[: llm.n_tokens], prompt_tokens[:-1]):
+            if old != new:
+                break
+            cached += 1
+        llm.n_tokens = cached
+        self._abort_prompt.clear()
+        watcher = threading.Thread(target=self._watch_cancel, args=(cancel,), daemon=True)
+        lib.llama_set_abort_callback(llm._ctx.ctx, self._abort_callback, None)
+        watcher.start()
+        try:
+            llm.eval(prompt_tokens[cached:])
+        except RuntimeError as exc:
+            llm.n_tokens = 0
+            llm._ctx.kv_cache_clear()
+            if cancel.is_set():
+                raise GenerationAborted("prompt") from None
+            raise RuntimeError(f"llama.cpp failed while reading the prompt: {exc}") from None
+        finally:
+            self._abort_prompt.set()  # also ends the watcher
+            lib.llama_set_abort_callback(llm._ctx.ctx, self._no_callback, None)
+            watcher.join()
+        if cancel.is_set():
+            raise GenerationAborted("prompt")
+
+    def _watch_cancel(self, cancel: threading.Event) -> None:
+        while not self._abort_prompt.is_set():
+            if cancel.wait(0.01):
+                self._abort_prompt.set()
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+_silent_log = None
+
+
+def silence_llama_logs() -> None:
+    """Drop llama.cpp's own log lines: failures reach the user as clear errors instead."""
+    global _silent_log
+    import llama_cpp
+
+    _silent_log = llama_cpp.llama_log_callback(lambda level, text, data: None)
+    llama_cpp.llama_log_set(_silent_log, ctypes.c_void_p(0))
+
+
+def build_has_amx(llama_cpp) -> bool:
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
+@contextmanager
+def _safe_buffer_types(llama_cpp):
+    """Keep weights out of llama.cpp's AMX buffers on builds that have them.
+
+    AMX-repacked Q4_K weights segfault in the first decode on some Xeons
+    (ggml-org/llama.cpp#20824, seen here with gemma-3-270m Q4_K_M). Llama()
+    offers no switch, so its default model params are wrapped while it loads.
+    """
+    if not build_has_amx(llama_cpp):
+        yield
+        return
+    module = llama_cpp.llama_cpp
+    original = module.llama_model_default_params
+
+    def without_extra_buffers():
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    module.llama_model_default_params = without_extra_buffers
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = original
+
+
+def _fallback_format(architecture: str) -> str:
+    return "gemma-turns" if architecture.startswith("gemma") else "none"
+
+
+def _logits(logits_ptr, n_vocab: int) -> np.ndarray:
+    return np.ctypeslib.as_array(logits_ptr, shape=(n_vocab,))
+
+
+def _logprob(logits_ptr, token: int, n_vocab: int) -> float:
+    logits = _logits(logits_ptr, n_vocab)
+    peak = float(logits.max())
+    return float(logits[token]) - peak - math.log(float(np.exp(logits - peak).sum()))
+
+
+class _ChainSampler:
+    """The ordinary sampler: greedy at temperature 0, else top-k/top-p/temperature."""
+
+    def __init__(self, lib, temperature: float, seed: int):
+        self._lib = lib
+        self.chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if temperature <= 0:
+            lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_greedy())
+        else:
+            lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_top_k(40))
+            lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_top_p(0.95, 1))
+            lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_temp(temperature))
+            lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def sample(self, ctx) -> int:
+        return self._lib.llama_sampler_sample(self.chain, ctx, -1)
+
+    def choose(self, candidates) -> int:
+        """Pick from an already-filtered candidate array, as `sample` would."""
+        self._lib.llama_sampler_apply(self.chain, ctypes.byref(candidates))
+        token = candidates.data[candidates.selected].id
+        self._lib.llama_sampler_accept(self.chain, token)
+        return token
+
+    def close(self) -> None:
+        self._lib.llama_sampler_free(self.chain)
+
+
+class _GrammarConstraint:
+    def __init__(self, lib, vocab, grammar: str, n_vocab: int):
+        self._lib = lib
+        self.sampler = lib.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+        if not self.sampler:
+            raise GrammarError("llama.cpp rejected the grammar")
+        self._n_vocab = n_vocab
+        self._one = (lib.llama_token_data * 1)()
+        self._buffer = (lib.llama_token_data * n_vocab)()
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+        self.fast_hits = 0
+        self.slow_paths = 0
+
+    def _allows(self, token: int) -> bool:
+        self._one[0].id, self._one[0].logit, self._one[0].p = token, 0.0, 0.0
+        array = self._lib.llama_token_data_array(self._one, 1, -1, False)
+        self._lib.llama_sampler_apply(self.sampler, ctypes.byref(array))
+        return self._one[0].logit != -math.inf
+
+    def check(self, token: int, logits_ptr, chain: _ChainSampler) -> int:
+        if self._allows(token):
+            self.fast_hits += 1
+            return token
+        self.slow_paths += 1
+        logits = _logits(logits_ptr, self._n_vocab)
+        # Most rejections are fixed by one of the model's top candidates.
+        top = np.argpartition(logits, -CANDIDATES_BEFORE_FULL_GRAMMAR)[-CANDIDATES_BEFORE_FULL_GRAMMAR:]
+        for ids in (top, self._ids):
+            array = self._fill(ids, logits)
+            self._lib.llama_sampler_apply(self.sampler, ctypes.byref(array))
+            view = np.ctypeslib.as_array(self._buffer)[: len(ids)]
+            if np.isfinite(view["logit"]).any():
+                token = chain.choose(array)
+                if self._allows(token):
+                    return token
+        raise GrammarError("no token satisfies the grammar")
+
+    def _fill(self, ids: np.ndarray, logits: np.ndarray):
+        view = np.ctypeslib.as_array(self._buffer)[: len(ids)]
+        view["id"] = ids
+        view["logit"] = logits[ids]
+        view["p"] = 0.0
+        return self._lib.llama_token_data_array(self._buffer, len(ids), -1, False)
+
+    def accept(self, token: int) -> None:
+        self._lib.llama_sampler_accept(self.sampler, token)
+
+    def close(self) -> None:
+        self._lib.llama_sampler_free(self.sampler)
+
