@@ -254,13 +254,20 @@ _CLAUSE_DELIM_RE = re.compile(
 _NP_STOP = frozenset(
     """and but or which who that because since so as requiring requires needing needs given due with
     secondary for from after on in at following causing caused leading likely suggesting suggested
-    while whereas although though than until""".split()
+    while whereas although though than until is are was were has have had can will would should may might
+    could must does did""".split()
 )
 _NP_EXCLUDED_LEAD = re.compile(
     r"^(?:(?:a|an|the)\s+)?(?:(?:past|previous|prior|family|known|documented|medical|long|longstanding|"
     r"long-standing)\s+)*(?:history\s+of|hx\s+of|known|previous|prior|past|background\s+of|risk\s+of|"
     r"risk\s+factors?|signs?\s+of|symptoms?\s+of|features?\s+of|findings?\b|no\b|not\b|never\b|had\b|been\b|"
     r"a\s+family|family|test|tests|results?|appointment|referral)",
+    re.IGNORECASE,
+)
+_NOT_A_NAME = re.compile(
+    r"(?:confirmed|made|based|established|pending|unknown|unclear|uncertain|not|yet|still|awaiting|difficult|"
+    r"challenging|complex|important|often|usually|typically|clinical|a\s+clinical|supported|reached|by|that|"
+    r"to|as\s+follows)\b",
     re.IGNORECASE,
 )
 _CERTAINTY = r"(?:definitely|certainly|clearly|undoubtedly|unequivocally|conclusively|obviously|absolutely)"
@@ -329,7 +336,10 @@ _PATTERNS: tuple[_Pattern, ...] = (
     ),
     _Pattern(
         "diagnosis-is",
-        _p(r"(?P<trig>\bdiagnos[ie]s\s*(?:(?:is|are|was|of)\b\s*[:=\-–]?|[:=\-–]))"),
+        _p(
+            r"(?P<trig>\bdiagnos[ie]s\s*(?:(?:is|are|was|has\s+been)\s+(?:confirmed|established|made)\s+as\b|"
+            r"(?:is|are|was|of)\b\s*[:=\-–]?|[:=\-–]))"
+        ),
         "assert",
         needs_disease=False,
         region_from_clause=True,
@@ -455,6 +465,8 @@ def _hits(s: str) -> list[_Hit]:
                 if x_end <= x_start:
                     continue
             x = s[x_start:x_end]
+            if pat.name == "diagnosis-is" and _NOT_A_NAME.match(x):
+                continue  # "the diagnosis is confirmed by ...", "diagnosis is unclear": no diagnosis named
             if pat.x_after and pat.name != "certainty" and pat.needs_disease and _NP_EXCLUDED_LEAD.search(_strip_certainty(x)):
                 continue
             if pat.needs_disease and not mentions_disease(x):
@@ -470,6 +482,8 @@ def _hits(s: str) -> list[_Hit]:
                 continue
             if pat.x_after:
                 start, end = (cstart if pat.region_from_clause else anchor), x_end
+                while start < end and s[start].isspace():
+                    start += 1
             else:
                 start, end = x_start, trig_end
             hits.append(_Hit(pat, start, end, _strip_certainty(x)))
@@ -496,9 +510,14 @@ def _rewrite(s: str) -> str:
         hit = hits[0]
         prefix = out[: hit.start]
         rest = out[hit.end :]
+        # "the diagnosis of X is confirmed by ...": the certainty claim goes with the rewrite
+        rest = re.sub(r"^\s*(?:is|was|has\s+been)\s+(?:\w+ly\s+)?(?:confirmed|established|made|proven)\b", "", rest, flags=re.IGNORECASE)
         x = hit.x.strip(" -–:")
         x = re.sub(r"^(?:a|an|the)\s+", "", x, flags=re.IGNORECASE) if hit.pattern.kind == "assert" else x
+        x = re.sub(r"^(?:[\w'’]+\s+)?diagnos[ie]s\s+of\s+(?:a\s+|an\s+)?", "", x, flags=re.IGNORECASE)
         at_start = not prefix.strip()
+        if prefix and not at_start and not prefix[-1].isspace():
+            prefix += " "  # "No, the patient ..." -> "No, pneumonia ..."
         if hit.pattern.kind == "exclude":
             x = re.sub(r"^(?:a|an|the)\s+", "", x, flags=re.IGNORECASE)
             x = (x[0].upper() + x[1:]) if at_start else x
@@ -761,6 +780,7 @@ _SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(?:high|raised|elevated)\s+(?:temperature|temp)\b", " fever "),
         (r"\blow\s+(?:blood\s+pressure|bp)\b", " hypotension "),
         (r"\b(?:high|raised|elevated|fast|rapid)\s+(?:respiratory\s+rate|rr|breathing)\b", " tachypnea "),
+        (r"\b(?:beats?|breaths?)\s+(?:per|a|/)\s*min(?:ute)?\b|\bbpm\b|\bper\s+min(?:ute)?\b|\bdegrees?\s+(?:celsius|c)\b", " "),
         (r"\b(?:afebrile|apyrexial)\b", " no fever "),
         (r"\bnon-?tender\b", " no tender "),
         (r"\b(?:febrile|pyrexi(?:a|al|c))\b", " fever "),

@@ -125,6 +125,15 @@ REWRITES = [
         "Based on the clinical note, findings may be consistent with community-acquired pneumonia (CAP); "
         "requires clinical assessment.",
     ),
+    ("No, the patient does not have pneumonia.", "No, pneumonia cannot be excluded on this information; requires clinical assessment."),
+    (
+        "The diagnosis of pneumonia is confirmed by examination.",
+        "Findings may be consistent with pneumonia by examination; requires clinical assessment.",
+    ),
+    (
+        "Based on the X-ray, the diagnosis is confirmed as pneumonia.",
+        "Based on the X-ray, findings may be consistent with pneumonia; requires clinical assessment.",
+    ),
     # suffix heuristics for diseases outside the lexicon
     ("The patient has cholangitis.", "Findings may be consistent with cholangitis; requires clinical assessment."),
     ("She has sarcoidosis.", "Findings may be consistent with sarcoidosis; requires clinical assessment."),
@@ -177,6 +186,8 @@ UNCHANGED = [
     "The patient has no fever.",
     "Patient confirms chest pain since yesterday.",
     "It is important to check glucose.",
+    "The diagnosis is unclear.",
+    "The diagnosis is confirmed by a thorough examination.",
     # reported history is not an assertion by the model
     "The patient has a history of asthma.",
     "The patient has known asthma.",
@@ -343,6 +354,7 @@ def test_exact_span_across_a_line_break() -> None:
         ("Denies vomiting", "Denies vomiting"),
         ("Tachypnoeic", "RR 24"),
         ("Hypoxic on air", "SpO2 91"),
+        ("Heart rate 104 beats per minute", "HR 104"),
         ("Febrile", "T 38.3"),
     ],
 )

@@ -43,10 +43,12 @@ NOTE = (
     "HR 112, RR 26, SpO2 90% on air, T 38.9, BP 100/60. Crackles at the right base. No rash. No vomiting."
 )
 
+# Prompts checked to elicit definitive statements at temperature 0 ("The diagnosis of ... is ...",
+# "No, the patient does not have pneumonia.", "... which is a fungal infection ...").
 PROMPTS = [
-    f"Clinical note: {NOTE}\nWhat is the diagnosis? State it definitively in one sentence starting with 'The patient has'.",
     f"Clinical note: {NOTE}\nWhat is the diagnosis? State it definitively.",
-    f"Clinical note: {NOTE}\nWhat disease does this patient have? Answer in two sentences.",
+    f"Clinical note: {NOTE}\nDoes the patient have pneumonia? Answer yes or no and state the diagnosis.",
+    f"Clinical note: {NOTE}\nWhat disease does this patient have? Answer in one sentence.",
 ]
 
 
@@ -78,7 +80,7 @@ def generated() -> dict[str, list[str] | str]:
     """
     import json
 
-    prompts = [[p, 160] for p in PROMPTS] + [[FINDINGS_PROMPT, 160], [HR_PROMPT, 12]]
+    prompts = [[p, 80] for p in PROMPTS] + [[FINDINGS_PROMPT, 160], [HR_PROMPT, 12]]
     result = subprocess.run(
         [sys.executable, "-c", _GENERATE],
         input=json.dumps({"model": MODEL_PATH, "prompts": prompts}),
