@@ -1,0 +1,34 @@
+"""Messages between widgets and the app: small dataclasses, handled with `@on`.
+
+Widgets post these upward and never reach into each other; the app decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+
+@dataclass
+class FindingSelected(Message):
+    """A finding was highlighted: show its evidence in the note."""
+
+    text: str
+    span: tuple[int, int] | None
+    supported: bool
+
+
+@dataclass
+class FormChanged(Message):
+    """A field of the case form changed: re-score live risk, save the draft."""
+
+    field_id: str
+
+
+@dataclass
+class ImagePathChecked(Message):
+    """The image path was validated as typed; error is None when usable or empty."""
+
+    path: str
+    error: str | None

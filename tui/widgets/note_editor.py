@@ -1,0 +1,86 @@
+"""The patient-note editor: soft-wrapped, safe to paste into, and able to show evidence."""
+
+from __future__ import annotations
+
+from textual import events
+from textual.widgets import TextArea
+from textual.widgets.text_area import Selection
+
+from engine.text import neutralise
+
+
+def clean_pasted_text(text: str) -> str:
+    """Line endings unified and control characters made visible (an ESC must not reach the terminal)."""
+    return neutralise(text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def offset_to_location(text: str, offset: int) -> tuple[int, int]:
+    """(row, column) in `text` of a character offset, clamped to the text."""
+    offset = max(0, min(offset, len(text)))
+    row = text.count("\n", 0, offset)
+    line_start = text.rfind("\n", 0, offset) + 1
+    return row, offset - line_start
+
+
+class NoteEditor(TextArea):
+    """The note as typed or pasted. Read-only while the model reads it, so evidence offsets stay true."""
+
+    DEFAULT_CSS = """
+    NoteEditor {
+        height: 1fr;
+        min-height: 4;
+        border: round $primary 50%;
+        border-title-color: $text-muted;
+        padding: 0 1;
+    }
+    NoteEditor:focus {
+        border: round $primary;
+    }
+    NoteEditor.-running {
+        border: round $warning;
+        border-title-color: $warning;
+    }
+    NoteEditor.-evidence .text-area--selection {
+        background: $warning 40%;
+    }
+    """
+
+    def __init__(self, text: str = "", **kwargs) -> None:
+        super().__init__(
+            clean_pasted_text(text),
+            soft_wrap=True,
+            tab_behavior="focus",
+            show_line_numbers=False,
+            highlight_cursor_line=False,
+            placeholder="Type or paste the patient note here…",
+            **kwargs,
+        )
+        self.border_title = "Patient note"
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        if self.read_only:
+            return
+        event.prevent_default()
+        event.stop()
+        # Insert cleaned text in place of the raw paste: same undo step, no terminal control codes.
+        text = clean_pasted_text(event.text)
+        if result := self._replace_via_keyboard(text, *self.selection):
+            self.move_cursor(result.end_location)
+
+    def set_running(self, running: bool) -> None:
+        self.read_only = running
+        self.cursor_blink = not running  # no idle repaints while the model needs the CPU
+        self.set_class(running, "-running")
+        self.border_title = "Patient note (being analysed: read-only)" if running else "Patient note"
+
+    def show_evidence(self, span: tuple[int, int] | None) -> bool:
+        """Select the evidence span (offsets into the note); False when there is none to show."""
+        text = self.text
+        if span is None or not (0 <= span[0] < span[1] <= len(text)):
+            self.remove_class("-evidence")
+            return False
+        start, end = offset_to_location(text, span[0]), offset_to_location(text, span[1])
+        self.selection = Selection(start, end)
+        self.add_class("-evidence")
+        self.scroll_cursor_visible(center=True)
+        return True

@@ -1,0 +1,188 @@
+"""The live pane where the model's reasoning streams.
+
+Built for slow SSH links and 2-core machines: text is buffered and drawn at
+most `MAX_REDRAWS_PER_S` times a second (one trailing redraw picks up the
+rest), lines are wrapped here and only the lines that changed are repainted,
+so a new token costs the terminal roughly the width of one line, not a pane.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.text import Text
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+MAX_REDRAWS_PER_S = 20
+HEADING_PREFIX = "▸ "
+
+
+def wrap_text(text: str, width: int) -> list[str]:
+    """Word-wrap `text` to `width` cells; explicit newlines kept."""
+    width = max(8, width)
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        if not paragraph:
+            lines.append("")
+            continue
+        lines.extend(line.plain for line in Text(paragraph).wrap(_console(), width, no_wrap=False))
+    return lines
+
+
+_CONSOLE = None
+
+
+def _console():
+    global _CONSOLE
+    if _CONSOLE is None:
+        from rich.console import Console
+
+        _CONSOLE = Console(width=1000, color_system=None, legacy_windows=False)
+    return _CONSOLE
+
+
+class StreamView(ScrollView, can_focus=True):
+    """Append-only text pane with throttled, line-precise redraws."""
+
+    COMPONENT_CLASSES = {"stream-view--heading", "stream-view--placeholder"}
+
+    DEFAULT_CSS = """
+    StreamView {
+        height: 1fr;
+        min-height: 3;
+        border: round $secondary 50%;
+        border-title-color: $text-muted;
+        border-subtitle-color: $text-muted;
+        padding: 0 1;
+        scrollbar-size-vertical: 1;
+        overflow-x: hidden;
+    }
+    StreamView:focus {
+        border: round $secondary;
+    }
+    StreamView > .stream-view--heading {
+        text-style: bold;
+        color: $accent;
+    }
+    StreamView > .stream-view--placeholder {
+        color: $text-muted;
+        text-style: italic;
+    }
+    StreamView.-streaming {
+        border: round $warning;
+    }
+    StreamView.-error {
+        border: round $error;
+        border-title-color: $error;
+    }
+    """
+
+    def __init__(self, placeholder: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.placeholder = placeholder
+        self.border_title = "Reasoning"
+        self._parts: list[str] = []
+        self._lines: list[str] = []
+        self._wrap_width = 0
+        self._redraw_pending = False
+        self._last_redraw = 0.0
+        self.redraw_count = 0
+
+    @property
+    def text(self) -> str:
+        """Everything appended so far, drawn or not yet."""
+        return "".join(self._parts)
+
+    @property
+    def shown_text(self) -> str:
+        """What is on screen now (wrapped lines joined)."""
+        return "\n".join(self._lines)
+
+    def append(self, text: str) -> None:
+        if not text:
+            return
+        self._parts.append(text)
+        self._schedule_redraw()
+
+    def heading(self, title: str) -> None:
+        """Start a titled section, e.g. the next field the model writes."""
+        prefix = "\n\n" if self._parts else ""
+        self.append(f"{prefix}{HEADING_PREFIX}{title}\n")
+
+    def clear(self) -> None:
+        self._parts.clear()
+        self._lines = []
+        self.virtual_size = Size(0, 0)
+        self.scroll_to(0, 0, animate=False)
+        self.refresh()
+
+    def show_message(self, text: str) -> None:
+        """Replace the content with one message, drawn at once."""
+        self._parts = [text]
+        self._redraw()
+
+    def _schedule_redraw(self) -> None:
+        if self._redraw_pending:
+            return
+        self._redraw_pending = True
+        wait = self._last_redraw + 1 / MAX_REDRAWS_PER_S - time.monotonic()
+        self.set_timer(max(0.001, wait), self._redraw)
+
+    def flush(self) -> None:
+        """Draw what is buffered now (the end of a stream)."""
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self._redraw_pending = False
+        self._last_redraw = time.monotonic()
+        width = self.scrollable_content_region.width or self.size.width
+        if width <= 0:
+            return
+        new_lines = wrap_text(self.text, width - 1) if self._parts else []
+        old_lines = self._lines
+        first_changed = 0
+        for first_changed, (old, new) in enumerate(zip(old_lines, new_lines, strict=False)):  # noqa: B007
+            if old != new:
+                break
+        else:
+            first_changed = min(len(old_lines), len(new_lines))
+        follow = self.scroll_offset.y >= self.max_scroll_y
+        self._lines = new_lines
+        self._wrap_width = width
+        self.redraw_count += 1
+        if len(new_lines) != len(old_lines):
+            self.virtual_size = Size(width, len(new_lines))
+            if follow and self.max_scroll_y > self.scroll_offset.y:
+                # Before the next layout the scrollbar does not exist yet, hence force.
+                self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True, force=True)
+                return
+        changed = max(len(old_lines), len(new_lines)) - first_changed
+        if changed > 0:
+            self.refresh_lines(first_changed, changed)
+
+    def on_resize(self) -> None:
+        if self._parts and self.size.width != self._wrap_width:
+            self._lines = []
+            self._redraw()
+            self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        index = self.scroll_offset.y + y
+        base = self.rich_style
+        if not self._lines:
+            if y == 0 and self.placeholder:
+                style = base + self.get_component_rich_style("stream-view--placeholder")
+                return Strip([Segment(self.placeholder, style)]).adjust_cell_length(width, base)
+            return Strip.blank(width, base)
+        if index >= len(self._lines):
+            return Strip.blank(width, base)
+        line = self._lines[index]
+        style = base
+        if line.startswith(HEADING_PREFIX):
+            style = base + self.get_component_rich_style("stream-view--heading")
+        return Strip([Segment(line, style)], cell_len(line)).adjust_cell_length(width, base)
