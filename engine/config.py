@@ -113,12 +113,18 @@ class Settings:
         else:
             model_path, source = None, "embedded demo"
         vision = vision_model or file_config.vision_model
+        gpu_layers = gpu_layers if gpu_layers is not None else (file_config.gpu_layers or "auto")
+        if str(gpu_layers).strip().lower() != "auto":
+            try:
+                gpu_layers = int(gpu_layers)
+            except ValueError:
+                raise ValueError(f"--gpu-layers must be 'auto' or a whole number, not {gpu_layers!r}") from None
         return cls(
             model_path=model_path,
             model_source=source,
             threads=threads or file_config.threads,
             ctx=ctx or file_config.ctx or 4096,
-            gpu_layers=gpu_layers if gpu_layers is not None else (file_config.gpu_layers or "auto"),
+            gpu_layers=gpu_layers,
             vision_model=Path(vision).expanduser() if vision else _default_vision_dir(),
             keys=dict(file_config.keys),
             theme=file_config.theme,

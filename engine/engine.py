@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -57,6 +58,7 @@ class _Worker:
     """One worker process and the thread that forwards its messages to the loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
+        _start_resource_tracker()
         context = multiprocessing.get_context("spawn")  # never fork a process with threads
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(target=worker_main, args=(child_conn,), daemon=True, name="medgemma-worker")
@@ -107,6 +109,23 @@ class _Worker:
             self.process.kill()
             self.process.join(timeout)
         self.conn.close()
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's helper with the real stderr.
+
+    Full-screen front ends (Textual) replace sys.stderr with an object whose
+    fileno() is -1, and the helper would otherwise be started with it.
+    """
+    from multiprocessing import resource_tracker
+
+    saved = sys.stderr
+    try:
+        if sys.__stderr__ is not None:
+            sys.stderr = sys.__stderr__
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = saved
 
 
 class Engine:

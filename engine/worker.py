@@ -94,7 +94,7 @@ def _load(conn: Connection, spec):
     start = time.perf_counter()
     try:
         runtime = LlamaRuntime(spec)
-    except ModelLoadError as exc:
+    except (ModelLoadError, ValueError, OSError) as exc:
         conn.send(("load-failed", str(exc)))
         return None
     conn.send(("loaded", runtime.info, time.perf_counter() - start))

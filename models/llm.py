@@ -101,7 +101,8 @@ def build_grammar(schema: dict) -> str:
     for name in schema.get("properties", {}):
         if f'\\"{name}\\"' not in grammar:
             raise GrammarError(f"grammar does not constrain property {name!r}")
-    return grammar
+    # JSON strings may not hold raw control characters; keep the model to escapes.
+    return grammar.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]', 1)
 
 
 class LlamaRuntime:

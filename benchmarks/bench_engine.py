@@ -1,0 +1,86 @@
+"""Engine decode speed against raw llama-cpp-python, interleaved in one run.
+
+Same GGUF, prompt, thread count and seed, greedy decoding. The engine runs the
+model in its worker process and sends every token across a pipe to the asyncio
+loop; raw is `Llama.create_completion(stream=True)` in this process. The ratio
+engine ÷ raw shows what the process boundary and the event protocol cost.
+
+    python benchmarks/bench_engine.py [--rounds 5] [--tokens 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import demo_model_path, median, ratio_line  # noqa: E402
+
+PROMPT_NOTE = (
+    "67-year-old woman, 3 days of productive cough and pleuritic chest pain. "
+    "RR 23, SpO2 94% on air, BP 118/74, HR 102, T 38.4, alert. "
+    "Write a long, detailed discussion of the assessment and the next steps."
+)
+
+
+def raw_round(llm, prompt: str, tokens: int, seed: int) -> tuple[float, int]:
+    stamps = []
+    llm.reset()
+    for _ in llm.create_completion(prompt, max_tokens=tokens, temperature=0.0, seed=seed, stream=True):
+        stamps.append(time.perf_counter())
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps)
+
+
+async def engine_round(engine, tokens: int, seed: int) -> tuple[float, int]:
+    from engine.events import AnalysisRequest, Finished, Token
+
+    stamps = []
+    async for event in engine.run(AnalysisRequest(note=PROMPT_NOTE, mode="text", max_tokens=tokens, seed=seed)):
+        if isinstance(event, Token):
+            stamps.append(time.perf_counter())  # when the token reached the event loop
+        elif isinstance(event, Finished):
+            break
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import llama_cpp
+
+    from engine.config import Settings
+    from engine.engine import Engine
+    from engine.prompts import PromptContext, build_messages
+    from models.llm import LlamaRuntime, LoadSpec
+
+    path = demo_model_path()
+    engine = Engine(Settings.resolve(model=str(path), threads=args.threads, ctx=2048))
+    async for _ in engine.load():
+        pass
+    # The same prompt text the engine builds, and the same loader settings.
+    runtime = LlamaRuntime(LoadSpec(str(path), threads=args.threads, n_ctx=2048))
+    prompt = runtime.format_prompt(build_messages(PROMPT_NOTE, PromptContext(), "text"))
+    llm = runtime.llm
+    print(f"model {path.name} · {args.threads} threads · {args.tokens} tokens · llama-cpp-python {llama_cpp.__version__}")
+    raw_speeds, engine_speeds = [], []
+    for round_index in range(args.rounds):
+        raw, raw_n = raw_round(llm, prompt, args.tokens, seed=round_index)
+        eng, eng_n = await engine_round(engine, args.tokens, seed=round_index)
+        raw_speeds.append(raw)
+        engine_speeds.append(eng)
+        print(f"round {round_index + 1}: raw {raw:6.1f} tok/s ({raw_n} tokens) · engine {eng:6.1f} tok/s ({eng_n} tokens)")
+    await engine.close()
+    print(f"median raw {median(raw_speeds):.1f} tok/s · median engine {median(engine_speeds):.1f} tok/s")
+    print(ratio_line("engine ÷ raw decode tok/s", engine_speeds, raw_speeds, "≥ 0.98"))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

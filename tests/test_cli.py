@@ -1,0 +1,163 @@
+"""The headless CLI run as a user would: a real subprocess on the real demo model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+from engine.schema import DISCLAIMER, Assessment
+
+pytestmark = pytest.mark.timeout(600)
+
+NOTE = "67-year-old woman, productive cough for 3 days. RR 23, SpO2 94% on air, BP 118/74, HR 102, T 38.4, alert."
+
+
+def cli(*args: str, stdin: str | None = None, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tui.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=os.environ.copy(),
+    )
+
+
+@pytest.fixture
+def note_file(tmp_path):
+    path = tmp_path / "note.txt"
+    path.write_text(NOTE)
+    return path
+
+
+def test_text_mode_streams_to_stdout_and_says_demo_on_stderr(note_file):
+    result = cli("analyze", "--note", str(note_file), "--mode", "text", "--max-tokens", "40")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split()) >= 5
+    assert "DEMO MODEL" in result.stderr and "not a medical model" in result.stderr
+    assert "tok/s" in result.stderr
+
+
+def test_stream_is_flushed_token_by_token(note_file):
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "tui.cli", "analyze", "--note", str(note_file), "--mode", "text",
+         "--max-tokens", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO,
+    )
+    arrivals = []
+    try:
+        while True:
+            chunk = os.read(process.stdout.fileno(), 64)
+            if not chunk:
+                break
+            arrivals.append(time.perf_counter())
+    finally:
+        process.wait(timeout=300)
+    assert process.returncode == 0
+    assert len(arrivals) >= 10, "output should arrive in many small pieces, not once at the end"
+
+
+def test_json_prints_exactly_the_assessment_object(note_file):
+    result = cli("analyze", "--note", str(note_file), "--json", "--max-tokens", "500")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assessment = Assessment.model_validate(payload)
+    assert DISCLAIMER in assessment.clinical_notes
+    assert assessment.risk.news2.score == 5 and assessment.risk.qsofa.score == 1
+    assert payload["model"]["demo"] is True
+    assert payload["model"]["architecture"] == "gemma3" and payload["model"]["quantization"] == "Q4_K_M"
+    assert {"threads", "gpu_layers", "file"} <= payload["model"].keys()
+    assert payload["timings"]["generated_tokens"] > 0
+    assert "Reasoning (model, unchecked)" in result.stderr  # the stream moved to stderr
+
+
+def test_note_from_stdin():
+    result = cli("analyze", "--note", "-", "--mode", "text", "--max-tokens", "8", stdin=NOTE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    "args, stdin, words",
+    [
+        (["analyze", "--note", "/nonexistent/note.txt"], None, "cannot read the note"),
+        (["analyze", "--note", "-"], "   \n", "note is empty"),
+        (["analyze", "--note", "-", "--model", "/nonexistent/model.gguf"], NOTE, "model file not found"),
+        (["analyze", "--note", "-", "--gpu-layers", "many"], NOTE, "--gpu-layers"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, stdin, words):
+    result = cli(*args, stdin=stdin)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("medgemma-tui:")]
+    assert len(errors) == 1 and words in errors[0], result.stderr
+
+
+def test_bad_config_file_exits_2(tmp_path, monkeypatch):
+    config = tmp_path / "bad.toml"
+    config.write_text("threads = 'many'\n")
+    monkeypatch.setenv("MEDGEMMA_TUI_CONFIG", str(config))
+    result = cli("analyze", "--note", "-", stdin=NOTE)
+    assert result.returncode == 2 and "threads" in result.stderr
+
+
+def test_ctrl_c_stops_cleanly_with_130_and_keeps_the_text(note_file):
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "tui.cli", "analyze", "--note", str(note_file), "--mode", "text",
+         "--max-tokens", "600"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+    )
+    received = b""
+    while len(received.split()) < 6:
+        chunk = os.read(process.stdout.fileno(), 256)
+        assert chunk, "the stream ended before it could be interrupted"
+        received += chunk
+    process.send_signal(signal.SIGINT)
+    rest, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert (received + rest).startswith(received) and len(received + rest) >= len(received)
+    assert b"cancelled" in stderr and b"Traceback" not in stderr
+
+
+def test_escape_sequences_are_neutralised_before_the_terminal(tmp_path):
+    note = tmp_path / "hostile.txt"
+    note.write_text("Cough \x1b[2J\x1b]52;c;cHduZWQ=\x07 for 2 days. RR 16, HR 80, alert. \x1b[?1049h")
+    result = cli("analyze", "--note", str(note), "--max-tokens", "300")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    if "Cough" in result.stdout:
+        assert "␛" in result.stdout  # shown, harmlessly, where the note is quoted
+
+
+def test_demo_streams_the_bundled_cases():
+    result = cli("demo", "--max-tokens", "60", "--mode", "text")
+    assert result.returncode == 0, result.stderr
+    cases = sorted(path.stem for path in (REPO / "examples").glob("*.json"))
+    for case in cases:
+        assert f"=== case {case} ===" in result.stderr
+    assert "DEMO MODEL" in result.stderr
+
+
+def test_doctor_reports_versions_hardware_model_and_advice():
+    result = cli("doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for words in ("llama-cpp-python", "GPU offload", "threads", "memory", "gemma3", "Q4_K_M",
+                  "magic ok", "medgemma-4b-it", "mmproj", "MEDGEMMA_TUI_MODEL"):
+        assert words in out, words
+
+
+def test_doctor_reports_a_broken_model(tmp_path):
+    broken = tmp_path / "x.gguf"
+    broken.write_text("nope")
+    result = cli("doctor", "--model", str(broken))
+    assert result.returncode == 1
+    assert "PROBLEM" in result.stdout and "not a GGUF" in result.stdout
