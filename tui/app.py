@@ -67,6 +67,18 @@ FIELD_TITLES = {
     "recommendations": "Recommendations",
 }
 
+ACTION_HELP = {
+    "run": "Run the assessment (waits for the model if it is still loading)",
+    "cancel": "Cancel the running assessment; the note stays as it was",
+    "export": "Export JSON and a Markdown handoff note under exports/ (path shown)",
+    "copy_result": "Copy the handoff note to the clipboard (OSC 52, works over SSH)",
+    "history": "Past assessments",
+    "new_case": "New case: clear note, image and vitals (asks first if not assessed)",
+    "findings": "Move to the findings: each one selects its evidence in the note",
+    "help": "This help",
+    "quit": "Quit (the draft is kept)",
+}
+
 PHASE_TEXT = {
     "queued": "queued behind another request",
     "loading": "waiting for the model to load",
@@ -606,15 +618,14 @@ class MedGemmaApp(App[int]):
         self.refresh_bindings()
 
     def help_markdown(self) -> str:
+        """Key table from the bindings as remapped by the config file."""
         rows = ["| Key | Action |", "|---|---|"]
-        for _key, active in self.active_bindings.items():
-            binding = active.binding
-            if binding.description and binding.show:
-                rows.append(f"| `{self.get_key_display(binding)}` | {binding.description} |")
-        rows += ["| `ctrl+p` | Command palette |", "| `tab` / `shift+tab` | Next / previous field |"]
-        seen: set[str] = set()
-        unique = [row for row in rows if not (row in seen or seen.add(row))]
-        return HELP_INTRO + "\n".join(unique) + "\n" + HELP_OUTRO.format(exports=data_dir() / "exports")
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            keys = self._keymap.get(binding.id or "", binding.key)
+            rows.append(f"| `{keys.replace(',', '` or `')}` | {ACTION_HELP.get(binding.action, binding.description)} |")
+        rows += ["| `ctrl+p` | Command palette: every action by name, themes |"]
+        return HELP_INTRO + "\n".join(rows) + "\n" + HELP_OUTRO.format(exports=data_dir() / "exports")
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
