@@ -302,7 +302,12 @@ class Engine:
                         dropped_note_tokens=info["dropped_note_tokens"],
                     )
                 elif kind == "cancelled":
-                    yield Cancelled("".join(pieces), _timings(message[2], started), message[2].get("phase", ""))
+                    yield Cancelled(
+                        "".join(pieces),
+                        _timings(message[2], started),
+                        during=message[2].get("phase", ""),
+                        tokens_after_cancel=message[2].get("tokens_after_cancel"),
+                    )
                     return
                 elif kind == "error":
                     yield Failed(message[3], message[2], "".join(pieces), _timings(None, started))

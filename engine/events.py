@@ -170,6 +170,7 @@ class Cancelled:
     partial_text: str
     timings: Timings | None = None
     during: str = ""  # "prompt" or "decode": where the model was when it stopped
+    tokens_after_cancel: int | None = None  # generated after the worker saw the cancel
 
 
 Event = (

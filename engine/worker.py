@@ -41,7 +41,8 @@ def worker_main(conn: Connection) -> None:
     """Entry point of the worker process."""
     inbox: queue.Queue = queue.Queue()
     cancelled: set[str] = set()
-    current = {"id": None, "event": threading.Event()}
+    # What the reader thread needs to see of the job being decoded.
+    current = {"id": None, "event": threading.Event(), "generated": 0, "generated_at_cancel": None}
     lock = threading.Lock()
 
     def read_commands() -> None:
@@ -55,7 +56,8 @@ def worker_main(conn: Connection) -> None:
             if message[0] == "cancel":
                 with lock:
                     cancelled.add(message[1])
-                    if current["id"] == message[1]:
+                    if current["id"] == message[1] and not current["event"].is_set():
+                        current["generated_at_cancel"] = current["generated"]
                         current["event"].set()
             else:
                 inbox.put(message)
@@ -76,11 +78,11 @@ def worker_main(conn: Connection) -> None:
                 event = threading.Event()
                 if job.id in cancelled:
                     event.set()
-                current["id"], current["event"] = job.id, event
+                current.update(id=job.id, event=event, generated=0, generated_at_cancel=0 if event.is_set() else None)
             if runtime is None:
                 conn.send(("error", job.id, "bad-model", "no model is loaded"))
                 continue
-            _run(conn, runtime, job, event)
+            _run(conn, runtime, job, event, current)
             with lock:
                 current["id"] = None
                 cancelled.discard(job.id)
@@ -101,7 +103,7 @@ def _load(conn: Connection, spec):
     return runtime
 
 
-def _run(conn: Connection, runtime, job: Job, cancel: threading.Event) -> None:
+def _run(conn: Connection, runtime, job: Job, cancel: threading.Event, progress: dict) -> None:
     from models.llm import GenerationAborted, GrammarError, build_grammar
 
     start = time.perf_counter()
@@ -150,11 +152,14 @@ def _run(conn: Connection, runtime, job: Job, cancel: threading.Event) -> None:
             stats["last_token_at"] = now
             if piece.token >= 0:
                 stats["generated_tokens"] += 1
+                progress["generated"] = stats["generated_tokens"]
             if piece.logprob is not None:
                 logprobs.append(piece.logprob)
             conn.send(("token", job.id, piece.text, piece.logprob))
     except GenerationAborted as aborted:
-        conn.send(("cancelled", job.id, {**timings(), "phase": aborted.phase}))
+        at_cancel = progress["generated_at_cancel"]
+        after = None if at_cancel is None else stats["generated_tokens"] - at_cancel
+        conn.send(("cancelled", job.id, {**timings(), "phase": aborted.phase, "tokens_after_cancel": after}))
         return
     except (GrammarError, RuntimeError, ValueError) as exc:
         conn.send(("error", job.id, "internal", str(exc)))

@@ -80,7 +80,8 @@ async def test_cancel_mid_stream_then_next_request_succeeds(engine):
     assert isinstance(last, Cancelled)
     assert last.during == "decode"
     # cancel takes effect within one token: at most the token already in flight follows
-    assert 5 <= len(seen) <= 6
+    assert last.tokens_after_cancel is not None and last.tokens_after_cancel <= 1
+    assert len(seen) >= 5 and last.timings.generated_tokens < 400
     assert last.partial_text == "".join(t.text for t in seen)
     after = await collect(engine.run(text_request(max_tokens=8)))
     assert isinstance(after[-1], Finished) and after[-1].timings.generated_tokens >= 1
