@@ -40,7 +40,7 @@ from engine.events import (
     Vitals,
 )
 from engine.schema import Assessment
-from tui.messages import FindingSelected, FormChanged, ImagePathChecked
+from tui.messages import FindingSelected, FormChanged, ImagePathChecked, NoteLocked
 from tui.screens import HELP_INTRO, HELP_OUTRO, HelpScreen, HistoryScreen
 from tui.widgets.image_field import ImageField
 from tui.widgets.note_editor import NoteEditor
@@ -104,6 +104,8 @@ class CaseResult:
 
 class MedGemmaApp(App[int]):
     TITLE = "MedGemma clinical decision support"
+    # Screen classes by width: at 80 columns the status bar drops its less urgent parts.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
 
     CSS = """
     #main {
@@ -128,6 +130,9 @@ class MedGemmaApp(App[int]):
     }
     #card {
         height: 2fr;
+    }
+    .-narrow #status-placement, .-narrow #status-memory {
+        display: none;
     }
     """
 
@@ -173,6 +178,7 @@ class MedGemmaApp(App[int]):
         self._load_started = 0.0
         self._loading_timer = None
         self._model_ready = False
+        self._shown_tokens = -1
         if settings.keys:
             self.set_keymap(settings.keys)
         _start_resource_tracker()
@@ -293,8 +299,6 @@ class MedGemmaApp(App[int]):
     def _set_running(self, running: bool) -> None:
         self.running = running
         self.query_one(NoteEditor).set_running(running)
-        self.query_one(StreamView).set_class(running, "-streaming")
-        self.screen.set_class(running, "-running")
         self.refresh_bindings()
 
     @work(exclusive=True, group="analysis", exit_on_error=False)
@@ -312,8 +316,9 @@ class MedGemmaApp(App[int]):
         stream.border_subtitle = ""
         card.show_pending()  # the rules' risk arrives as the first event
         self._set_running(True)
+        self._shown_tokens = -1
         if not self._model_ready:
-            stream.border_subtitle = PHASE_TEXT["loading"]
+            self.query_one(StatusBar).set_phase(PHASE_TEXT["loading"])
         self._speed_timer = self.set_interval(SPEED_REFRESH_S, self._refresh_speed)
         try:
             assert self.engine is not None
@@ -344,10 +349,8 @@ class MedGemmaApp(App[int]):
         elif isinstance(event, RiskScored):
             self.query_one(ResultCard).show_rule_risk(event.risk)
         elif isinstance(event, PhaseChanged):
-            text = PHASE_TEXT.get(event.phase, event.phase)
             if event.phase != "structuring":  # the field being written says more
-                stream.border_subtitle = text
-            status.set_phase(event.phase)
+                status.set_phase(PHASE_TEXT.get(event.phase, event.phase))
         elif isinstance(event, ModelLoaded):
             self._model_ready = True
             status.set_model(event.info, event.load_s)
@@ -374,14 +377,14 @@ class MedGemmaApp(App[int]):
             stream.clear()
             stream.show_message("Cancelled. The note is unchanged; edit it and run again with Ctrl+R.")
             stream.border_subtitle = "cancelled"
-            status.set_phase("cancelled")
+            status.set_phase("cancelled: the note is unchanged")
             self._refresh_speed(event.timings)
 
     def _draw_field(self, event: FieldCompleted) -> None:
         stream = self.query_one(StreamView)
         if event.name in FIELD_ORDER[:-1]:
             following = FIELD_ORDER[FIELD_ORDER.index(event.name) + 1]
-            stream.border_subtitle = f"writing {FIELD_TITLES[following].lower()}…"
+            self.query_one(StatusBar).set_phase(f"writing {FIELD_TITLES[following].lower()}…")
         if event.name in ("reasoning", "summary"):
             return  # already streamed as text
         stream.heading(FIELD_TITLES.get(event.name, event.name))
@@ -402,8 +405,7 @@ class MedGemmaApp(App[int]):
         stream = self.query_one(StreamView)
         status = self.query_one(StatusBar)
         self._refresh_speed(event.timings)
-        status.set_phase("done")
-        stream.border_subtitle = f"done in {event.timings.total_s:.1f}s"
+        status.set_phase(f"done in {event.timings.total_s:.1f}s")
         assessment = event.assessment
         if assessment is None:
             self._show_failure("The model finished without a structured answer.")
@@ -426,8 +428,9 @@ class MedGemmaApp(App[int]):
         if timings is not None:
             status.set_speed(timings.generated_tokens, timings.tokens_per_s, timings.ttft_s)
             return
-        if self._first_token_at is None or self._tokens < 2:
-            return
+        if self._first_token_at is None or self._tokens < 2 or self._tokens == self._shown_tokens:
+            return  # nothing new: no repaint
+        self._shown_tokens = self._tokens
         elapsed = time.monotonic() - self._first_token_at
         status.set_speed(self._tokens, (self._tokens - 1) / elapsed if elapsed > 0 else 0.0, None)
 
@@ -436,7 +439,7 @@ class MedGemmaApp(App[int]):
             return
         if self.engine is not None:
             self.engine.cancel()
-        self.query_one(StreamView).border_subtitle = "cancelling…"
+        self.query_one(StatusBar).set_phase("cancelling…")
 
     def _restore_note(self) -> None:
         """The note goes back exactly as it was sent, editable, with the cursor in it."""
@@ -488,6 +491,10 @@ class MedGemmaApp(App[int]):
     def _note_changed(self) -> None:
         self._schedule_draft_save()
         self._schedule_live_risk()
+
+    @on(NoteLocked)
+    def _note_locked(self) -> None:
+        self.notify("The note is read-only while it is analysed; Esc cancels.", severity="warning", timeout=3)
 
     @on(FormChanged)
     def _form_changed(self) -> None:

@@ -32,3 +32,8 @@ class ImagePathChecked(Message):
 
     path: str
     error: str | None
+
+
+@dataclass
+class NoteLocked(Message):
+    """A key was typed into the note while it is being analysed (it is read-only then)."""

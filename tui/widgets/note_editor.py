@@ -7,6 +7,7 @@ from textual.widgets import TextArea
 from textual.widgets.text_area import Selection
 
 from engine.text import neutralise
+from tui.messages import NoteLocked
 
 
 def clean_pasted_text(text: str) -> str:
@@ -23,7 +24,7 @@ def offset_to_location(text: str, offset: int) -> tuple[int, int]:
 
 
 class NoteEditor(TextArea):
-    """The note as typed or pasted. Read-only while the model reads it, so evidence offsets stay true."""
+    """The note as typed or pasted. Locked while the model reads it, so evidence offsets stay true."""
 
     DEFAULT_CSS = """
     NoteEditor {
@@ -35,10 +36,6 @@ class NoteEditor(TextArea):
     }
     NoteEditor:focus {
         border: round $primary;
-    }
-    NoteEditor.-running {
-        border: round $warning;
-        border-title-color: $warning;
     }
     NoteEditor.-evidence .text-area--selection {
         background: $warning 40%;
@@ -56,9 +53,12 @@ class NoteEditor(TextArea):
             **kwargs,
         )
         self.border_title = "Patient note"
+        self.locked = False  # while the model reads the note: evidence offsets must stay true
 
     async def _on_paste(self, event: events.Paste) -> None:
-        if self.read_only:
+        if self.read_only or self._refuse_edit():
+            event.prevent_default()
+            event.stop()
             return
         event.prevent_default()
         event.stop()
@@ -68,10 +68,35 @@ class NoteEditor(TextArea):
             self.move_cursor(result.end_location)
 
     def set_running(self, running: bool) -> None:
-        self.read_only = running
-        self.cursor_blink = not running  # no idle repaints while the model needs the CPU
-        self.set_class(running, "-running")
-        self.border_title = "Patient note (being analysed: read-only)" if running else "Patient note"
+        # Locked rather than read_only: toggling read_only restyles the editor and
+        # repaints every cell of it twice a run; a lock changes nothing on screen.
+        self.locked = running
+        # Stop the cursor blinking while the model needs the CPU. Setting the
+        # cursor_blink reactive would repaint the whole screen, so the blink
+        # timer is paused directly (one line repaints at most).
+        if running:
+            self._pause_blink(visible=self.has_focus)
+        elif self.has_focus:
+            self._restart_blink()
+
+    def _refuse_edit(self) -> bool:
+        if self.locked:
+            self.post_message(NoteLocked())
+        return self.locked
+
+    def _replace_via_keyboard(self, insert: str, start, end):
+        return None if self._refuse_edit() else super()._replace_via_keyboard(insert, start, end)
+
+    def _delete_via_keyboard(self, start, end):
+        return None if self._refuse_edit() else super()._delete_via_keyboard(start, end)
+
+    def undo(self) -> None:
+        if not self._refuse_edit():
+            super().undo()
+
+    def redo(self) -> None:
+        if not self._refuse_edit():
+            super().redo()
 
     def show_evidence(self, span: tuple[int, int] | None) -> bool:
         """Select the evidence span (offsets into the note); False when there is none to show."""

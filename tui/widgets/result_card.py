@@ -34,6 +34,9 @@ class RiskBadge(Static):
     """
 
     def show(self, level: str | None, provisional: bool) -> None:
+        if (level, provisional) == getattr(self, "_shown", None):
+            return  # unchanged: no repaint
+        self._shown = (level, provisional)
         for css_class in LEVEL_CLASSES.values():
             self.remove_class(css_class)
         if level in LEVEL_CLASSES:
@@ -154,6 +157,8 @@ class ResultCard(VerticalScroll):
 
     def show_pending(self, risk: Risk | None = None) -> None:
         """No assessment yet: show what the rules alone say."""
+        if self.has_class("-pending") and risk is None:
+            return  # already pending; the rules' risk follows as its own event
         self.add_class("-pending")
         self.assessment = None
         self.query_one(FindingList).show([])
@@ -171,7 +176,10 @@ class ResultCard(VerticalScroll):
             reasons.update("")
             return
         badge.show(risk.rule_level, provisional=True)
-        reasons.update("\n".join(f"• {reason}" for reason in risk.reasons))
+        text = "\n".join(f"• {reason}" for reason in risk.reasons)
+        if text != getattr(reasons, "_shown_text", None):
+            reasons._shown_text = text
+            reasons.update(text)
 
     def show_summary_draft(self, text: str) -> None:
         summary = self.query_one("#summary", Static)
@@ -179,12 +187,16 @@ class ResultCard(VerticalScroll):
         summary.update(text)
 
     def show_assessment(self, assessment: Assessment) -> None:
+        with self.app.batch_update():  # one repaint for the whole card
+            self._show_assessment(assessment)
+
+    def _show_assessment(self, assessment: Assessment) -> None:
         self.remove_class("-pending")
         self.assessment = assessment
         self.query_one(RiskBadge).show(assessment.risk_level, provisional=False)
-        self.query_one("#risk-reasons", Static).update(
-            "\n".join(f"• {reason}" for reason in assessment.risk.reasons) or "• no rule-based reasons"
-        )
+        reasons = self.query_one("#risk-reasons", Static)
+        reasons._shown_text = "\n".join(f"• {reason}" for reason in assessment.risk.reasons) or "• no rule-based reasons"
+        reasons.update(reasons._shown_text)
         summary = self.query_one("#summary", Static)
         summary.set_class(not assessment.summary, "-empty")
         summary.update(assessment.summary or "(no summary)")

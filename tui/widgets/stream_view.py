@@ -8,12 +8,13 @@ so a new token costs the terminal roughly the width of one line, not a pane.
 
 from __future__ import annotations
 
+import os
 import time
 
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.text import Text
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -114,6 +115,8 @@ class StreamView(ScrollView, can_focus=True):
         self.append(f"{prefix}{HEADING_PREFIX}{title}\n")
 
     def clear(self) -> None:
+        if not self._parts and not self._lines:
+            return  # already empty: no repaint
         self._parts.clear()
         self._lines = []
         self.virtual_size = Size(0, 0)
@@ -144,25 +147,43 @@ class StreamView(ScrollView, can_focus=True):
             return
         new_lines = wrap_text(self.text, width - 1) if self._parts else []
         old_lines = self._lines
-        first_changed = 0
-        for first_changed, (old, new) in enumerate(zip(old_lines, new_lines, strict=False)):  # noqa: B007
-            if old != new:
-                break
-        else:
-            first_changed = min(len(old_lines), len(new_lines))
-        follow = self.scroll_offset.y >= self.max_scroll_y
         self._lines = new_lines
         self._wrap_width = width
         self.redraw_count += 1
-        if len(new_lines) != len(old_lines):
+        viewport = max(1, self.scrollable_content_region.height)
+        top = self.scroll_offset.y
+        if len(new_lines) < len(old_lines):  # replaced or cleared: start again from the top
             self.virtual_size = Size(width, len(new_lines))
-            if follow and self.max_scroll_y > self.scroll_offset.y:
-                # Before the next layout the scrollbar does not exist yet, hence force.
-                self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True, force=True)
-                return
-        changed = max(len(old_lines), len(new_lines)) - first_changed
-        if changed > 0:
-            self.refresh_lines(first_changed, changed)
+            self.scroll_to(0, 0, animate=False, immediate=True, force=True)
+            self.refresh()
+            return
+        following = not old_lines or len(old_lines) - 1 < top + viewport
+        if following and len(new_lines) - 1 >= top + viewport:
+            # Jump half a page at a time: a scroll repaints the whole pane, so
+            # doing it once per half page instead of once per line saves most of it.
+            half = max(1, viewport // 2)
+            self.virtual_size = Size(width, len(new_lines) + half)
+            self.scroll_to(y=len(new_lines) + half - viewport, animate=False, immediate=True, force=True)
+            return
+        if len(new_lines) > max(self.virtual_size.height, viewport):
+            # Only when the text outgrows the pane: a new virtual size repaints all of it.
+            self.virtual_size = Size(width, len(new_lines))
+        first_changed = len(old_lines)
+        for index, (old, new) in enumerate(zip(old_lines, new_lines, strict=False)):
+            if old != new:
+                first_changed = index
+                break
+        if first_changed >= len(new_lines):
+            return
+        if first_changed < len(old_lines):
+            # The usual case: the last line grew. Repaint only its new cells.
+            old, new = old_lines[first_changed], new_lines[first_changed]
+            same = len(os.path.commonprefix([old, new]))
+            start = cell_len(new[:same])
+            self.refresh(Region(start, first_changed - top, max(1, width - start), 1))
+            first_changed += 1
+        if first_changed < len(new_lines):
+            self.refresh_lines(first_changed, len(new_lines) - first_changed)
 
     def on_resize(self) -> None:
         if self._parts and self.size.width != self._wrap_width:
