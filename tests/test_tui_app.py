@@ -141,3 +141,19 @@ async def test_tab_cycles_focus_through_the_form():
             await pilot.press("tab")
             seen.append(app.focused.id if app.focused else None)
         assert "image-path" in seen and "vital-rr" in seen and "vital-o2" in seen and "note" in seen
+
+
+async def test_image_preview_shows_only_when_the_terminal_is_tall(tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "lesion.png"
+    Image.new("RGB", (64, 48), (180, 120, 90)).save(image)
+    save_draft(Draft(note="skin lesion", image_path=str(image)))
+    app = _app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        preview = app.query_one("#image-preview")
+        await wait_until(pilot, lambda: preview.display and preview.size.height > 0)
+    small = _app()
+    async with small.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: small.query_one(ImageField).has_class("-valid"))
+        assert small.query_one("#image-preview").size.height == 0

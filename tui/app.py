@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
@@ -90,12 +90,12 @@ PHASE_TEXT = {
 }
 
 
+@dataclass(frozen=True)
 class CaseResult:
     """A finished assessment together with exactly what was analysed."""
 
-    def __init__(self, assessment: Assessment, request: AnalysisRequest) -> None:
-        self.assessment = assessment
-        self.request = request
+    assessment: Assessment
+    request: AnalysisRequest
 
     @property
     def vitals(self) -> dict[str, Any]:
@@ -106,6 +106,8 @@ class MedGemmaApp(App[int]):
     TITLE = "MedGemma clinical decision support"
     # Screen classes by width: at 80 columns the status bar drops its less urgent parts.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    # The image preview takes 8 rows: shown only when the terminal has them to spare.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
 
     CSS = """
     #main {
@@ -133,6 +135,9 @@ class MedGemmaApp(App[int]):
     }
     .-narrow #status-placement, .-narrow #status-memory {
         display: none;
+    }
+    .-tall #image.-valid #image-preview {
+        display: block;
     }
     """
 
@@ -472,13 +477,16 @@ class MedGemmaApp(App[int]):
     @on(FindingSelected)
     def _show_evidence(self, message: FindingSelected) -> None:
         editor = self.query_one(NoteEditor)
-        if editor.text != (self.result.request.note if self.result else editor.text):
-            self.query_one(ResultCard).border_subtitle = "note edited since the run: evidence may be off"
-        if not editor.show_evidence(message.span):
-            reason = "no evidence in the note" if message.supported is False else "evidence not located in the note"
-            self.query_one(ResultCard).border_subtitle = reason
+        card = self.query_one(ResultCard)
+        if self.result is not None and editor.text != self.result.request.note:
+            editor.show_evidence(None)
+            card.border_subtitle = "note edited since the run: evidence not shown"
+        elif editor.show_evidence(message.span):
+            card.border_subtitle = "evidence selected in the note"
+        elif message.supported:
+            card.border_subtitle = "evidence not located in the note"
         else:
-            self.query_one(ResultCard).border_subtitle = "evidence selected in the note"
+            card.border_subtitle = "unsupported: no evidence in the note"
 
     def action_findings(self) -> None:
         findings = self.query_one(FindingList)
