@@ -137,7 +137,8 @@ class Engine:
         self._load_lock = asyncio.Lock()
         self._run_lock = asyncio.Lock()
         self._active_job: str | None = None
-        self._cancel_requested = False
+        self._open_requests: set[str] = set()  # queued or being served
+        self._cancelled_requests: set[str] = set()
 
     # --- model ----------------------------------------------------------------
 
@@ -196,8 +197,8 @@ class Engine:
     # --- requests -------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Cancel the request being served; its stream ends with `Cancelled`."""
-        self._cancel_requested = True
+        """Cancel the request being served and any queued behind it; each ends with `Cancelled`."""
+        self._cancelled_requests |= self._open_requests
         if self._active_job and self._worker:
             self._worker.send(("cancel", self._active_job))
 
@@ -206,15 +207,22 @@ class Engine:
         if problem:
             yield Failed(problem, "bad-input")
             return
-        if self._run_lock.locked():
-            yield PhaseChanged("queued")
-        async with self._run_lock:
-            async for event in self._serve(request):
-                yield event
+        self._open_requests.add(request.id)
+        try:
+            if self._run_lock.locked():
+                yield PhaseChanged("queued")
+            async with self._run_lock:
+                if request.id in self._cancelled_requests:
+                    yield Cancelled("", None)
+                    return
+                async for event in self._serve(request):
+                    yield event
+        finally:
+            self._open_requests.discard(request.id)
+            self._cancelled_requests.discard(request.id)
 
     async def _serve(self, request: AnalysisRequest) -> AsyncIterator[Event]:
         started = time.perf_counter()
-        self._cancel_requested = False
         note = neutralise(request.note)
         context = PromptContext()
         risk = image_findings = None
@@ -245,7 +253,7 @@ class Engine:
             seed=request.seed,
             grammar_schema=ModelAnswer.generation_schema() if request.mode == "assessment" else None,
         )
-        if self._cancel_requested:  # cancelled while the model was loading
+        if request.id in self._cancelled_requests:  # cancelled while the model was loading
             yield Cancelled("", _timings(None, started))
             return
         worker = self._worker

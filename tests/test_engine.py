@@ -222,3 +222,26 @@ async def test_bad_model_file_gives_a_clear_error_and_the_engine_survives(tmp_pa
         assert isinstance(again[-1], Failed) and again[-1].kind == "bad-model"
     finally:
         await engine.close()
+
+
+async def test_cancel_also_stops_requests_waiting_in_the_queue(engine):
+    await collect(engine.load())
+
+    async def consume(request, cancel_after: int | None = None):
+        events, tokens = [], 0
+        async for event in engine.run(request):
+            events.append(event)
+            tokens += isinstance(event, Token)
+            if cancel_after is not None and tokens == cancel_after:
+                engine.cancel()
+        return events
+
+    running, queued = await asyncio.gather(
+        consume(text_request(max_tokens=300), cancel_after=3),
+        consume(text_request(max_tokens=300)),
+    )
+    assert isinstance(running[-1], Cancelled)
+    assert PhaseChanged("queued") in queued and isinstance(queued[-1], Cancelled)
+    assert not any(isinstance(e, Token) for e in queued)
+    after = await collect(engine.run(text_request(max_tokens=4)))
+    assert isinstance(after[-1], Finished)
