@@ -1,4 +1,4 @@
-"""Readable forms of an assessment: plain text for the terminal, Markdown for handoff."""
+"""A plain-text form of an assessment for the terminal (the Markdown handoff is in engine.history)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,6 @@ SUPPORTED, UNSUPPORTED = "supported", "NOT SUPPORTED by the note"
 
 def to_text(assessment: Assessment) -> str:
     return _render(assessment, heading=lambda title: f"\n{title.upper()}\n", bullet="  - ")
-
-
-def to_markdown(assessment: Assessment, note: str | None = None) -> str:
-    body = _render(assessment, heading=lambda title: f"\n## {title}\n", bullet="- ")
-    if note is not None:
-        body += "\n## Patient note (as given)\n\n" + "\n".join(f"> {line}" for line in note.splitlines()) + "\n"
-    return "# Clinical decision-support handoff\n" + body
 
 
 def _render(a: Assessment, heading, bullet: str) -> str:

@@ -186,7 +186,6 @@ class MedGemmaApp(App[int]):
         self._shown_tokens = -1
         if settings.keys:
             self.set_keymap(settings.keys)
-        _start_resource_tracker()
 
     # --- layout -----------------------------------------------------------------
 
@@ -685,21 +684,6 @@ def _image_line(finding: Any) -> str:
     if isinstance(finding, dict):
         return f"• {finding.get('label', '?')}: {float(finding.get('probability', 0)):.0%}"
     return f"• {getattr(finding, 'label', finding)}: {float(getattr(finding, 'probability', 0)):.0%}"
-
-
-def _start_resource_tracker() -> None:
-    """Start multiprocessing's resource tracker while stderr is still the real one.
-
-    Textual replaces sys.stderr with an object without a file descriptor while it
-    runs; spawning the model worker would then fail with "bad value(s) in
-    fds_to_keep" because the tracker is started lazily with stderr's descriptor.
-    """
-    try:
-        from multiprocessing import resource_tracker
-
-        resource_tracker.ensure_running()
-    except Exception:  # noqa: BLE001 - the engine reports a failed spawn itself
-        pass
 
 
 def run_app(settings: Settings) -> int:
