@@ -32,7 +32,6 @@ class FileConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
-    mmproj: str | None = None
     vision_model: str | None = None  # folder with the INT8 ONNX vision tower
     threads: int | None = Field(default=None, ge=1, le=512)
     ctx: int | None = Field(default=None, ge=512, le=131072)

@@ -11,8 +11,9 @@ from engine.config import ENV_MODEL, Settings, cache_dir, config_path, data_dir
 MEDGEMMA_ADVICE = """\
 No MedGemma model is configured, so the embedded demo model (gemma-3-270m, NOT a
 medical model) is used. For clinical use, get a GGUF of google/medgemma-4b-it,
-e.g. a Q4_K_S quant (about 2.5 GB) and its mmproj file, on a machine with
-internet access, copy them here, and point the app at the model:
+e.g. a Q4_K_S quant (about 2.5 GB), on a machine with internet access, copy
+it here, and point the app at it. Keep its mmproj file beside it: this version
+reads images with the BiomedCLIP encoder, not MedGemma's own image input.
   medgemma-tui --model /path/to/medgemma-4b-it-Q4_K_S.gguf
   or export {env}=/path/to/medgemma-4b-it-Q4_K_S.gguf
   or put  model = "/path/to/medgemma-4b-it-Q4_K_S.gguf"  in {config}"""
