@@ -271,9 +271,8 @@ class Engine:
             while True:
                 message = await worker.inbox.get()
                 kind = message[0]
-                if kind in (_WORKER_DIED, "cancelled", "error", "done"):
-                    ended = True
                 if kind == _WORKER_DIED:
+                    ended = True
                     self._worker, self.info = None, None
                     yield Failed(
                         f"the model process stopped unexpectedly (exit code {message[1]}); "
@@ -285,6 +284,7 @@ class Engine:
                     return
                 if len(message) < 2 or message[1] != job.id:
                     continue  # left over from a cancelled request
+                ended = kind in ("cancelled", "error", "done")
                 if kind == "token":
                     text = neutralise(message[2])
                     if not pieces:
