@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, TextArea
@@ -525,7 +526,11 @@ class MedGemmaApp(App[int]):
         self._draft_timer = self.set_timer(DRAFT_SAVE_DELAY_S, self._save_draft_now)
 
     def _save_draft_now(self) -> None:
-        self._write_draft(self.current_draft())
+        try:
+            draft = self.current_draft()
+        except NoMatches:  # the app is closing; quit has saved the draft already
+            return
+        self._write_draft(draft)
 
     @work(thread=True, exclusive=True, group="draft", exit_on_error=False)
     def _write_draft(self, draft: Draft) -> None:
@@ -542,7 +547,11 @@ class MedGemmaApp(App[int]):
     def _score_live_risk(self) -> None:
         if self.running or self.result is not None:
             return
-        self._live_risk(self.query_one(NoteEditor).text, self.query_one(VitalsForm).vitals())
+        try:
+            note, vitals = self.query_one(NoteEditor).text, self.query_one(VitalsForm).vitals()
+        except NoMatches:  # the app is closing
+            return
+        self._live_risk(note, vitals)
 
     @work(exclusive=True, group="live-risk", exit_on_error=False)
     async def _live_risk(self, note: str, vitals: Vitals) -> None:
@@ -670,6 +679,9 @@ class MedGemmaApp(App[int]):
             pass
 
     async def on_unmount(self) -> None:
+        for timer in (self._draft_timer, self._risk_timer):
+            if timer is not None:
+                timer.stop()
         if self.engine is not None:
             self.engine.cancel()
             try:
