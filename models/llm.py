@@ -249,9 +249,14 @@ class LlamaRuntime:
     def _piece(self, token: int) -> bytes:
         piece = self._pieces.get(token)
         if piece is None:
-            buffer = ctypes.create_string_buffer(64)
-            length = self._llama_cpp.llama_token_to_piece(self.llm._model.vocab, token, buffer, 64, 0, False)
-            piece = self._pieces[token] = buffer.raw[: max(length, 0)]
+            size = 64
+            while True:
+                buffer = ctypes.create_string_buffer(size)
+                length = self._llama_cpp.llama_token_to_piece(self.llm._model.vocab, token, buffer, size, 0, False)
+                if length >= 0:
+                    break
+                size = -length  # too small: llama.cpp says how much it needs
+            piece = self._pieces[token] = buffer.raw[:length]
         return piece
 
     def _prefill(self, prompt_tokens: list[int], cancel: threading.Event) -> None:
