@@ -187,5 +187,3 @@ Event = (
     | Failed
     | Cancelled
 )
-
-TERMINAL_EVENTS = (Finished, Failed, Cancelled)

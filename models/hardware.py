@@ -50,9 +50,3 @@ def memory_summary() -> dict[str, int]:
     vm = psutil.virtual_memory()
     return {"total_bytes": vm.total, "available_bytes": vm.available}
 
-
-def process_rss_bytes(pid: int | None = None) -> int:
-    try:
-        return psutil.Process(pid).memory_info().rss
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return 0
