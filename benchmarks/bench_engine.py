@@ -39,7 +39,9 @@ async def engine_round(engine, tokens: int, seed: int) -> tuple[float, int]:
     from engine.events import AnalysisRequest, Finished, Token
 
     stamps = []
-    async for event in engine.run(AnalysisRequest(note=PROMPT_NOTE, mode="text", max_tokens=tokens, seed=seed)):
+    async for event in engine.run(
+        AnalysisRequest(note=PROMPT_NOTE, mode="text", max_tokens=tokens, seed=seed)
+    ):
         if isinstance(event, Token):
             stamps.append(time.perf_counter())  # when the token reached the event loop
         elif isinstance(event, Finished):
@@ -69,14 +71,18 @@ async def main() -> None:
     runtime = LlamaRuntime(LoadSpec(str(path), threads=args.threads, n_ctx=2048))
     prompt = runtime.format_prompt(build_messages(PROMPT_NOTE, PromptContext(), "text"))
     llm = runtime.llm
-    print(f"model {path.name} · {args.threads} threads · {args.tokens} tokens · llama-cpp-python {llama_cpp.__version__}")
+    print(
+        f"model {path.name} · {args.threads} threads · {args.tokens} tokens · llama-cpp-python {llama_cpp.__version__}"
+    )
     raw_speeds, engine_speeds = [], []
     for round_index in range(args.rounds):
         raw, raw_n = raw_round(llm, prompt, args.tokens, seed=round_index)
         eng, eng_n = await engine_round(engine, args.tokens, seed=round_index)
         raw_speeds.append(raw)
         engine_speeds.append(eng)
-        print(f"round {round_index + 1}: raw {raw:6.1f} tok/s ({raw_n} tokens) · engine {eng:6.1f} tok/s ({eng_n} tokens)")
+        print(
+            f"round {round_index + 1}: raw {raw:6.1f} tok/s ({raw_n} tokens) · engine {eng:6.1f} tok/s ({eng_n} tokens)"
+        )
     await engine.close()
     print(f"median raw {median(raw_speeds):.1f} tok/s · median engine {median(engine_speeds):.1f} tok/s")
     print(ratio_line("engine ÷ raw decode tok/s", engine_speeds, raw_speeds, "≥ 0.98"))

@@ -50,7 +50,11 @@ def answer(findings: list[tuple[str, str]]) -> ModelAnswer:
         summary="Diagnosis: community-acquired pneumonia",
         key_findings=[ModelFinding(finding=f, evidence=e) for f, e in findings],
         risk_level="High",
-        recommendations=["Give amoxicillin 500 mg PO tds.", "Obtain a chest x-ray.", "Escalate to a senior clinician."],
+        recommendations=[
+            "Give amoxicillin 500 mg PO tds.",
+            "Obtain a chest x-ray.",
+            "Escalate to a senior clinician.",
+        ],
     )
 
 
@@ -83,11 +87,15 @@ def main() -> None:
     queries = [f"{f.finding} {f.evidence}" for f in SIX.key_findings]
 
     cases = {
-        "review, typical answer (3 verbatim findings), 0.3k note": lambda: safety.review(TYPICAL, TYPICAL_NOTE, []),
+        "review, typical answer (3 verbatim findings), 0.3k note": lambda: safety.review(
+            TYPICAL, TYPICAL_NOTE, []
+        ),
         "review, typical answer, 20k note": lambda: safety.review(TYPICAL, note20k, []),
         "review, 6 findings (4 fuzzy), 0.3k note": lambda: safety.review(SIX, TYPICAL_NOTE, []),
         "review, 6 findings (4 fuzzy), 20k note": lambda: safety.review(SIX, note20k, []),
-        "  check_findings only, 6 findings, 20k note": lambda: safety.check_findings(SIX.key_findings, note20k, []),
+        "  check_findings only, 6 findings, 20k note": lambda: safety.check_findings(
+            SIX.key_findings, note20k, []
+        ),
         "  TF-IDF fit+similarity only, 20k note": lambda: safety._tfidf_similarities(sentences, queries),
         "  sentence split only, 20k note": lambda: safety.split_sentences(note20k),
         "  reframe+medications of the answer text": lambda: (
@@ -101,7 +109,9 @@ def main() -> None:
     times = {name: timeit(fn) for name, fn in cases.items()}
     base = times["review, typical answer (3 verbatim findings), 0.3k note"]
     full = times["review, 6 findings (4 fuzzy), 20k note"]
-    print(f"note sizes: typical {len(TYPICAL_NOTE)} chars, long {len(note20k)} chars ({len(sentences)} sentences)")
+    print(
+        f"note sizes: typical {len(TYPICAL_NOTE)} chars, long {len(note20k)} chars ({len(sentences)} sentences)"
+    )
     print(f"{'case':58} {'x typical':>10} {'share of 6/20k':>15}")
     for name, t in times.items():
         print(f"{name:58} {t / base:10.1f} {t / full:15.0%}")
@@ -110,7 +120,9 @@ def main() -> None:
         f"TF-IDF is {times['  TF-IDF fit+similarity only, 20k note'] / full:.0%} of that review, "
         f"the rest (concepts, negation, numbers, regex rules) {1 - times['  TF-IDF fit+similarity only, 20k note'] / full:.0%}."
     )
-    print(f"(absolute, for orientation only: typical review {base * 1e3:.2f} ms, 6 findings/20k note {full * 1e3:.1f} ms)")
+    print(
+        f"(absolute, for orientation only: typical review {base * 1e3:.2f} ms, 6 findings/20k note {full * 1e3:.1f} ms)"
+    )
 
 
 if __name__ == "__main__":

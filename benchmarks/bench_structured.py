@@ -41,7 +41,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=160)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skip-eager", action="store_true", help="leave out llama-cpp-python's own grammar path")
+    parser.add_argument(
+        "--skip-eager", action="store_true", help="leave out llama-cpp-python's own grammar path"
+    )
     args = parser.parse_args()
 
     from llama_cpp import LlamaGrammar
@@ -55,7 +57,9 @@ def main() -> None:
     tokens = runtime.tokenize(prompt)
     grammar = build_grammar(ModelAnswer.generation_schema())
     never = threading.Event()
-    print(f"{runtime.info.file_name} · {args.threads} threads · up to {args.tokens} tokens · prompt {len(tokens)} tokens")
+    print(
+        f"{runtime.info.file_name} · {args.threads} threads · up to {args.tokens} tokens · prompt {len(tokens)} tokens"
+    )
 
     free, lazy, eager = [], [], []
     for round_index in range(args.rounds):
@@ -69,14 +73,20 @@ def main() -> None:
         if not args.skip_eager:
             runtime.llm.reset()
             stream = runtime.llm.create_completion(
-                prompt, max_tokens=args.tokens, temperature=0.0, stream=True,
+                prompt,
+                max_tokens=args.tokens,
+                temperature=0.0,
+                stream=True,
                 grammar=LlamaGrammar.from_string(grammar, verbose=False),
             )
             speed, n_eager = timed_stream(stream)
             eager.append(speed)
             line += f" · eager grammar {eager[-1]:6.1f} tok/s ({n_eager})"
         print(line)
-    print(f"median free {median(free):.1f} · lazy {median(lazy):.1f}" + ("" if args.skip_eager else f" · eager {median(eager):.1f} tok/s"))
+    print(
+        f"median free {median(free):.1f} · lazy {median(lazy):.1f}"
+        + ("" if args.skip_eager else f" · eager {median(eager):.1f} tok/s")
+    )
     print(ratio_line("structured (lazy grammar) ÷ free decode tok/s", lazy, free, "≥ 0.80"))
     if eager:
         print(ratio_line("llama-cpp-python eager grammar ÷ free", eager, free, "for reference"))

@@ -55,7 +55,13 @@ class PtyApp:
     def __init__(self, data: Path) -> None:
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-        env = dict(os.environ, TERM="xterm-256color", MEDGEMMA_TUI_DATA_DIR=str(data), COLUMNS=str(COLUMNS), LINES=str(ROWS))
+        env = dict(
+            os.environ,
+            TERM="xterm-256color",
+            MEDGEMMA_TUI_DATA_DIR=str(data),
+            COLUMNS=str(COLUMNS),
+            LINES=str(ROWS),
+        )
         env.pop("NO_COLOR", None)
         env["MEDGEMMA_TUI_CONFIG"] = str(data / "config.toml")
         self.started = time.monotonic()
@@ -117,7 +123,10 @@ def history_rows(data: Path) -> list[dict]:
         return []
     try:
         with sqlite3.connect(path, timeout=1) as connection:
-            return [json.loads(row[0]) for row in connection.execute("SELECT timings_json FROM assessments ORDER BY id")]
+            return [
+                json.loads(row[0])
+                for row in connection.execute("SELECT timings_json FROM assessments ORDER BY id")
+            ]
     except sqlite3.Error:
         return []
 
@@ -219,8 +228,12 @@ def main() -> int:
         tui_tps = statistics.median(run["tokens_per_s"] for run in tui)
         bytes_per_token = sum(run["bytes"] for run in tui) / max(1, sum(run["tokens"] for run in tui))
         latencies = sorted(ms * 1000 for run in latency_runs for ms in run["latencies"])
-        print(f"headless tokens/s (median of {len(headless)}): {headless_tps:.1f}  {[round(t, 1) for t, _ in headless]}")
-        print(f"TUI tokens/s      (median of {len(tui)}): {tui_tps:.1f}  {[round(r['tokens_per_s'], 1) for r in tui]}")
+        print(
+            f"headless tokens/s (median of {len(headless)}): {headless_tps:.1f}  {[round(t, 1) for t, _ in headless]}"
+        )
+        print(
+            f"TUI tokens/s      (median of {len(tui)}): {tui_tps:.1f}  {[round(r['tokens_per_s'], 1) for r in tui]}"
+        )
         print(f"TUI / headless tokens/s: {tui_tps / headless_tps:.3f}  (goal >= 0.95)")
         print(
             f"bytes to the terminal per generated token: {bytes_per_token:.0f}  (goal <= 250; "

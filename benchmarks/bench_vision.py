@@ -45,7 +45,10 @@ BIOMEDCLIP_ARCH = {
         },
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
     },
-    "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
+    "preprocess_cfg": {
+        "mean": [0.48145466, 0.4578275, 0.40821073],
+        "std": [0.26862954, 0.26130258, 0.27577711],
+    },
 }
 
 
@@ -70,7 +73,9 @@ def _torch_model(cache: Path):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model-dir", type=Path, default=None, help="an export with --keep-fp32 (default: export one)")
+    ap.add_argument(
+        "--model-dir", type=Path, default=None, help="an export with --keep-fp32 (default: export one)"
+    )
     ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "medgemma-bench-vision")
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
@@ -86,7 +91,10 @@ def main() -> int:
             torch_model, _ = _torch_model(args.cache_dir)
         except ImportError:
             if args.model_dir is None:
-                print("bench_vision: the export extra is needed to build a model: pip install -e '.[export]'", file=sys.stderr)
+                print(
+                    "bench_vision: the export extra is needed to build a model: pip install -e '.[export]'",
+                    file=sys.stderr,
+                )
                 return 2
             args.no_torch = True
 
@@ -105,8 +113,12 @@ def main() -> int:
         m.embed_pixels(px)
     t32, t8 = [], []
     for _ in range(args.iters):
-        t = time.perf_counter(); fp32.embed_pixels(px); t32.append(time.perf_counter() - t)
-        t = time.perf_counter(); int8.embed_pixels(px); t8.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        fp32.embed_pixels(px)
+        t32.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        int8.embed_pixels(px)
+        t8.append(time.perf_counter() - t)
     size32 = (model_dir / manifest["models"]["fp32"]).stat().st_size
     size8 = (model_dir / manifest["models"]["int8"]).stat().st_size
 
@@ -146,6 +158,7 @@ def main() -> int:
                 e = torch.nn.functional.normalize(torch_model.encode_image(x), dim=-1)
                 p = (scale * e @ text.T).softmax(dim=-1)[0]
                 return torch.topk(p, k)
+
         for f in files:
             torch_findings(f)
     else:
@@ -153,21 +166,33 @@ def main() -> int:
     for f in files:
         int8.findings(f)
     for _ in range(args.iters):
-        t = time.perf_counter(); int8.embed_pixels(px); bare.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        int8.embed_pixels(px)
+        bare.append(time.perf_counter() - t)
         for f in files:
-            t = time.perf_counter(); int8.findings(f, top_k=3); e2e[f.name].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            int8.findings(f, top_k=3)
+            e2e[f.name].append(time.perf_counter() - t)
             if torch_findings is not None:
-                t = time.perf_counter(); torch_findings(f); torch_e2e[f.name].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                torch_findings(f)
+                torch_e2e[f.name].append(time.perf_counter() - t)
 
     fid = manifest.get("fidelity") or {}
     print()
-    print(f"vision model: {manifest.get('source')}  ({args.threads} threads, {args.iters} interleaved iterations)")
+    print(
+        f"vision model: {manifest.get('source')}  ({args.threads} threads, {args.iters} interleaved iterations)"
+    )
     print(f"  FP32 ONNX  {size32 / 1e6:7.1f} MB  {_ms(t32):7.1f} ms/img")
-    print(f"  INT8 ONNX  {size8 / 1e6:7.1f} MB  {_ms(t8):7.1f} ms/img   size {size32 / size8:.2f}x smaller, "
-          f"speed {_ms(t32) / _ms(t8):.2f}x FP32 (goal >= 2.0x)")
-    print(f"  fidelity (fresh 16 images): cosine min {cos.min():.4f} mean {cos.mean():.4f}, "
-          f"top-1 agreement {agree:.2f}; at export: cosine min {fid.get('cosine_min')}, "
-          f"top-1 {fid.get('top1_agreement')}")
+    print(
+        f"  INT8 ONNX  {size8 / 1e6:7.1f} MB  {_ms(t8):7.1f} ms/img   size {size32 / size8:.2f}x smaller, "
+        f"speed {_ms(t32) / _ms(t8):.2f}x FP32 (goal >= 2.0x)"
+    )
+    print(
+        f"  fidelity (fresh 16 images): cosine min {cos.min():.4f} mean {cos.mean():.4f}, "
+        f"top-1 agreement {agree:.2f}; at export: cosine min {fid.get('cosine_min')}, "
+        f"top-1 {fid.get('top1_agreement')}"
+    )
     print("  end to end, file to top-3 findings (INT8, preprocessing included):")
     for f in files:
         line = f"    {f.name:22s} {_ms(e2e[f.name]):7.1f} ms  = {_ms(e2e[f.name]) / _ms(bare):.2f}x bare model ({_ms(bare):.1f} ms; goal <= 1.3x)"

@@ -45,7 +45,12 @@ def per_call(fn, text: str, repeat: int = 3, budget_s: float = 0.15) -> float:
 
 
 def main() -> None:
-    notes = {"short": SHORT, "2k": long_note(2_000), "20k": long_note(20_000), "obs-dense 20k": (SHORT + " ") * (20_000 // len(SHORT))}
+    notes = {
+        "short": SHORT,
+        "2k": long_note(2_000),
+        "20k": long_note(20_000),
+        "obs-dense 20k": (SHORT + " ") * (20_000 // len(SHORT)),
+    }
     cases = {
         "str.lower()": str.lower,
         "extract_vitals": extract_vitals,

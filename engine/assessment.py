@@ -85,20 +85,24 @@ def build(
     level, level_reasons = final_risk_level(risk, answer.risk_level)
     risk.reasons.extend(level_reasons)
     if answer.risk_level and risk.rule_level and level != answer.risk_level:
-        flags.append(SafetyFlag(
-            kind="risk-raised",
-            text=f"model said {answer.risk_level}",
-            detail=f"raised to {level} by NEWS2 band {risk.rule_level}",
-        ))
+        flags.append(
+            SafetyFlag(
+                kind="risk-raised",
+                text=f"model said {answer.risk_level}",
+                detail=f"raised to {level} by NEWS2 band {risk.rule_level}",
+            )
+        )
     if not complete:
         why = "the token limit" if hit_token_limit else "an unfinished or invalid answer"
         flags.append(SafetyFlag(kind="incomplete", text="model answer", detail=f"stopped at {why}"))
     if note_truncated:
-        flags.append(SafetyFlag(
-            kind="note-truncated",
-            text="patient note",
-            detail="the middle of the note did not fit the model's context and was not read",
-        ))
+        flags.append(
+            SafetyFlag(
+                kind="note-truncated",
+                text="patient note",
+                detail="the middle of the note did not fit the model's context and was not read",
+            )
+        )
     if model.demo:
         flags.append(SafetyFlag(kind="demo-model", text=model.file_name, detail=DEMO_MODEL_WARNING))
 

@@ -106,7 +106,11 @@ def compute_confidence(
         "token_probability": None if tok is None else round(tok, 4),
         "supported_share": None if share is None else round(share, 4),
         "risk_agreement": agree,
-        "weights": {"token_probability": W_TOKEN, "supported_share": W_SUPPORT, "risk_agreement": W_AGREEMENT},
+        "weights": {
+            "token_probability": W_TOKEN,
+            "supported_share": W_SUPPORT,
+            "risk_agreement": W_AGREEMENT,
+        },
         "values_used": {
             "token_probability": round(tok_used, 4),
             "supported_share": round(share_used, 4),

@@ -117,7 +117,9 @@ class Settings:
             try:
                 gpu_layers = int(gpu_layers)
             except ValueError:
-                raise ValueError(f"--gpu-layers must be 'auto' or a whole number, not {gpu_layers!r}") from None
+                raise ValueError(
+                    f"--gpu-layers must be 'auto' or a whole number, not {gpu_layers!r}"
+                ) from None
         return cls(
             model_path=model_path,
             model_source=source,

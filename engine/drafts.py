@@ -33,7 +33,12 @@ class Draft:
         return not (self.note or self.image_path or any(self.form.values()))
 
     def to_json(self) -> str:
-        payload = {"version": DRAFT_VERSION, "note": self.note, "image_path": self.image_path, "form": self.form}
+        payload = {
+            "version": DRAFT_VERSION,
+            "note": self.note,
+            "image_path": self.image_path,
+            "form": self.form,
+        }
         return json.dumps(payload, ensure_ascii=False)
 
 

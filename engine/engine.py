@@ -61,7 +61,9 @@ class _Worker:
         _start_resource_tracker()
         context = multiprocessing.get_context("spawn")  # never fork a process with threads
         self.conn, child_conn = context.Pipe()
-        self.process = context.Process(target=worker_main, args=(child_conn,), daemon=True, name="medgemma-worker")
+        self.process = context.Process(
+            target=worker_main, args=(child_conn,), daemon=True, name="medgemma-worker"
+        )
         self.process.start()
         child_conn.close()
         self.inbox: asyncio.Queue = asyncio.Queue()
@@ -261,7 +263,9 @@ class Engine:
         yield PhaseChanged("prompt")
         if not worker.send(("run", job)):
             self._worker = None
-            yield Failed("the model process is not running; it will be restarted on the next request", _WORKER_DIED)
+            yield Failed(
+                "the model process is not running; it will be restarted on the next request", _WORKER_DIED
+            )
             return
         pieces: list[str] = []
         fields = JsonFieldStream() if request.mode == "assessment" else None

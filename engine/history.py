@@ -176,7 +176,9 @@ def handoff_markdown(assessment: Assessment, note: str = "", when: str | None = 
     ]
     model = assessment.model.get("name") or assessment.model.get("file")
     if model:
-        lines.append(f"- Model: {model}" + (" (DEMO, not a medical model)" if assessment.model.get("demo") else ""))
+        lines.append(
+            f"- Model: {model}" + (" (DEMO, not a medical model)" if assessment.model.get("demo") else "")
+        )
     lines += ["", f"## Risk: {assessment.risk_level}", ""]
     lines += [f"- {reason}" for reason in assessment.risk.reasons] or ["- (no rule-based reasons)"]
     lines += ["", "## Summary", "", assessment.summary or "(none)", "", "## Key findings", ""]
@@ -190,10 +192,18 @@ def handoff_markdown(assessment: Assessment, note: str = "", when: str | None = 
     lines += ["", "## Recommendations", ""]
     lines += [f"- {text}" for text in assessment.recommendations] or ["- (none)"]
     explanation = assessment.confidence_basis.get("explanation", "")
-    lines += ["", "## Confidence", "", f"{assessment.confidence:.2f}" + (f" — {explanation}" if explanation else "")]
+    lines += [
+        "",
+        "## Confidence",
+        "",
+        f"{assessment.confidence:.2f}" + (f" — {explanation}" if explanation else ""),
+    ]
     if assessment.safety.flags:
         lines += ["", "## Safety flags", ""]
-        lines += [f"- {flag.kind}: {flag.text}" + (f" ({flag.detail})" if flag.detail else "") for flag in assessment.safety.flags]
+        lines += [
+            f"- {flag.kind}: {flag.text}" + (f" ({flag.detail})" if flag.detail else "")
+            for flag in assessment.safety.flags
+        ]
     if note:
         lines += ["", "## Patient note (as analysed)", "", "```text", note.replace("```", "ʼʼʼ"), "```"]
     lines += ["", f"**{DISCLAIMER}**", ""]

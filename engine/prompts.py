@@ -58,7 +58,10 @@ def build_messages(note: str, context: PromptContext, mode: str = "assessment") 
     instructions = ASSESSMENT_INSTRUCTIONS if mode == "assessment" else TEXT_INSTRUCTIONS
     parts = [instructions]
     if context.risk_lines:
-        parts.append("Rule-based scores from the vital signs:\n" + "\n".join(f"- {line}" for line in context.risk_lines))
+        parts.append(
+            "Rule-based scores from the vital signs:\n"
+            + "\n".join(f"- {line}" for line in context.risk_lines)
+        )
     if context.image_lines:
         parts.append(
             "Image findings (image-text similarity from an image encoder, not a diagnosis):\n"

@@ -16,9 +16,11 @@ def _render(a: Assessment, heading, bullet: str) -> str:
     add = lines.append
     add(heading(f"Risk: {a.risk_level}"))
     news2, qsofa = a.risk.news2, a.risk.qsofa
-    add(f"{bullet}NEWS2: {news2.score if news2.score is not None else 'not scored'}"
+    add(
+        f"{bullet}NEWS2: {news2.score if news2.score is not None else 'not scored'}"
         f"{f' ({news2.band})' if news2.band else ''}"
-        f"{'; missing: ' + ', '.join(news2.missing) if news2.missing and news2.score is not None else ''}")
+        f"{'; missing: ' + ', '.join(news2.missing) if news2.missing and news2.score is not None else ''}"
+    )
     add(f"{bullet}qSOFA: {qsofa.score if qsofa.score is not None else 'not scored'}")
     for reason in a.risk.reasons:
         add(f"{bullet}{reason}")
@@ -28,7 +30,7 @@ def _render(a: Assessment, heading, bullet: str) -> str:
     for finding in a.findings:
         mark = SUPPORTED if finding.supported else UNSUPPORTED
         add(f"{bullet}{finding.text} [{mark}]")
-        add(f"{' ' * len(bullet)}evidence ({finding.source}): \"{finding.evidence}\"")
+        add(f'{" " * len(bullet)}evidence ({finding.source}): "{finding.evidence}"')
     if not a.findings:
         add(f"{bullet}(none)")
     if a.image_findings:

@@ -307,16 +307,25 @@ _PATTERNS: tuple[_Pattern, ...] = (
         "exclude",
         region_from_clause=True,
     ),
-    _Pattern("rules-out", _p(r"(?P<trig>\b(?:rules|ruled|has\s+ruled|have\s+ruled)\s+out|\bexcludes|\bexcluded)\b"), "exclude", region_from_clause=True),
+    _Pattern(
+        "rules-out",
+        _p(r"(?P<trig>\b(?:rules|ruled|has\s+ruled|have\s+ruled)\s+out|\bexcludes|\bexcluded)\b"),
+        "exclude",
+        region_from_clause=True,
+    ),
     _Pattern(
         "is-ruled-out",
-        _p(r"(?P<trig>\b(?:is|are|was|were|has\s+been|have\s+been|can\s+be|now)\s+(?:\w+ly\s+)?(?:ruled\s+out|excluded))\b"),
+        _p(
+            r"(?P<trig>\b(?:is|are|was|were|has\s+been|have\s+been|can\s+be|now)\s+(?:\w+ly\s+)?(?:ruled\s+out|excluded))\b"
+        ),
         "exclude",
         x_after=False,
     ),
     _Pattern(
         "is-confirmed",
-        _p(r"(?P<trig>\b(?:is|are|was|were|has\s+been|have\s+been)\s+(?:\w+ly\s+)?(?:confirmed|proven|established|diagnosed))\b"),
+        _p(
+            r"(?P<trig>\b(?:is|are|was|were|has\s+been|have\s+been)\s+(?:\w+ly\s+)?(?:confirmed|proven|established|diagnosed))\b"
+        ),
         "assert",
         x_after=False,
     ),
@@ -376,8 +385,15 @@ _PATTERNS: tuple[_Pattern, ...] = (
         ),
         "assert",
     ),
-    _Pattern("confirms", _p(r"(?P<trig>\b(?:confirms|confirmed|confirming|proves|proved|establishes)\b)"), "assert"),
-    _Pattern("certainty", _p(rf"(?P<trig>\b{_CERTAINTY}\b|\bwithout\s+(?:a\s+|any\s+)?doubt\b)"), "assert", region_from_clause=True),
+    _Pattern(
+        "confirms", _p(r"(?P<trig>\b(?:confirms|confirmed|confirming|proves|proved|establishes)\b)"), "assert"
+    ),
+    _Pattern(
+        "certainty",
+        _p(rf"(?P<trig>\b{_CERTAINTY}\b|\bwithout\s+(?:a\s+|any\s+)?doubt\b)"),
+        "assert",
+        region_from_clause=True,
+    ),
 )
 
 
@@ -467,7 +483,12 @@ def _hits(s: str) -> list[_Hit]:
             x = s[x_start:x_end]
             if pat.name == "diagnosis-is" and _NOT_A_NAME.match(x):
                 continue  # "the diagnosis is confirmed by ...", "diagnosis is unclear": no diagnosis named
-            if pat.x_after and pat.name != "certainty" and pat.needs_disease and _NP_EXCLUDED_LEAD.search(_strip_certainty(x)):
+            if (
+                pat.x_after
+                and pat.name != "certainty"
+                and pat.needs_disease
+                and _NP_EXCLUDED_LEAD.search(_strip_certainty(x))
+            ):
                 continue
             if pat.needs_disease and not mentions_disease(x):
                 continue
@@ -511,7 +532,12 @@ def _rewrite(s: str) -> str:
         prefix = out[: hit.start]
         rest = out[hit.end :]
         # "the diagnosis of X is confirmed by ...": the certainty claim goes with the rewrite
-        rest = re.sub(r"^\s*(?:is|was|has\s+been)\s+(?:\w+ly\s+)?(?:confirmed|established|made|proven)\b", "", rest, flags=re.IGNORECASE)
+        rest = re.sub(
+            r"^\s*(?:is|was|has\s+been)\s+(?:\w+ly\s+)?(?:confirmed|established|made|proven)\b",
+            "",
+            rest,
+            flags=re.IGNORECASE,
+        )
         x = hit.x.strip(" -–:")
         x = re.sub(r"^(?:a|an|the)\s+", "", x, flags=re.IGNORECASE) if hit.pattern.kind == "assert" else x
         x = re.sub(r"^(?:[\w'’]+\s+)?diagnos[ie]s\s+of\s+(?:a\s+|an\s+)?", "", x, flags=re.IGNORECASE)
@@ -525,7 +551,9 @@ def _rewrite(s: str) -> str:
         else:
             if not hit.pattern.x_after and len(x) > 1 and x[0].isupper() and x[1].islower():
                 x = x[0].lower() + x[1:]
-            subject_less = hit.pattern.possessive and not at_start and not _starts_with_subject(out, hit.start)
+            subject_less = (
+                hit.pattern.possessive and not at_start and not _starts_with_subject(out, hit.start)
+            )
             if subject_less:
                 replacement = f"may have findings consistent with {x}"
             else:
@@ -609,7 +637,9 @@ DRUG_NAMES = frozenset(
     """.split()
 )
 _DRUG_RE = re.compile(
-    r"(?<![\w-])(?:" + "|".join(re.escape(d) for d in sorted(DRUG_NAMES, key=len, reverse=True)) + r")(?![\w-])",
+    r"(?<![\w-])(?:"
+    + "|".join(re.escape(d) for d in sorted(DRUG_NAMES, key=len, reverse=True))
+    + r")(?![\w-])",
     re.IGNORECASE,
 )
 _DOSE_RE = re.compile(
@@ -710,15 +740,30 @@ _LOOKALIKE = str.maketrans({"<": "\u2039", ">": "\u203a", "[": "\uff3b", "]": "\
 _INJECTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (label, re.compile(rx, re.IGNORECASE))
     for label, rx in (
-        ("instruction override", r"\b(?:ignore|disregard|forget|override|skip)\s+(?:all\s+|any\s+|the\s+|your\s+|of\s+the\s+)*(?:previous|prior|above|earlier|preceding|system|original|safety)?\s*(?:instructions?|prompts?|rules?|guidelines?|directions?|context|messages?)\b"),
+        (
+            "instruction override",
+            r"\b(?:ignore|disregard|forget|override|skip)\s+(?:all\s+|any\s+|the\s+|your\s+|of\s+the\s+)*(?:previous|prior|above|earlier|preceding|system|original|safety)?\s*(?:instructions?|prompts?|rules?|guidelines?|directions?|context|messages?)\b",
+        ),
         ("instruction override", r"\bdisregard\s+(?:the\s+|everything\s+|all\s+)?(?:above|previous|prior)\b"),
         ("instruction override", r"\bforget\s+(?:everything|all)\b"),
-        ("role change", r"\byou\s+are\s+now\b|\bact\s+as\s+(?:a|an)\b|\bpretend\s+(?:to\s+be|you\s+are)\b|\bfrom\s+now\s+on\b"),
+        (
+            "role change",
+            r"\byou\s+are\s+now\b|\bact\s+as\s+(?:a|an)\b|\bpretend\s+(?:to\s+be|you\s+are)\b|\bfrom\s+now\s+on\b",
+        ),
         ("role header", r"(?:^|\n|[\[<|#])\s*(?:system|assistant|developer)\s*:"),
         ("new instructions", r"\bnew\s+instructions?\s*:|###\s*instruction"),
-        ("asks for a definitive diagnosis", r"\bstate\s+(?:the|a|your)\s+(?:final\s+|definitive\s+)?diagnosis\b|\bgive\s+(?:a|the)\s+definitive\s+diagnosis\b"),
-        ("asks to drop safety text", r"\b(?:do\s+not|don't|never)\s+(?:include|add|show|print|mention)\s+(?:the\s+|any\s+)?(?:disclaimer|warning|safety)|\bwithout\s+(?:the\s+|any\s+)?disclaimer\b|\b(?:omit|remove|drop)\s+(?:the\s+)?disclaimer\b"),
-        ("asks to reveal the prompt", r"\b(?:reveal|print|show|repeat)\s+(?:your|the)\s+(?:system\s+)?prompt\b"),
+        (
+            "asks for a definitive diagnosis",
+            r"\bstate\s+(?:the|a|your)\s+(?:final\s+|definitive\s+)?diagnosis\b|\bgive\s+(?:a|the)\s+definitive\s+diagnosis\b",
+        ),
+        (
+            "asks to drop safety text",
+            r"\b(?:do\s+not|don't|never)\s+(?:include|add|show|print|mention)\s+(?:the\s+|any\s+)?(?:disclaimer|warning|safety)|\bwithout\s+(?:the\s+|any\s+)?disclaimer\b|\b(?:omit|remove|drop)\s+(?:the\s+)?disclaimer\b",
+        ),
+        (
+            "asks to reveal the prompt",
+            r"\b(?:reveal|print|show|repeat)\s+(?:your|the)\s+(?:system\s+)?prompt\b",
+        ),
         ("model control token", _CONTROL_RE.pattern),
     )
 )
@@ -769,7 +814,9 @@ STOPWORDS = frozenset(
     clinical clinically given including include includes indicates indicate indicating
     """.split()
 )
-_NEGATION_WORDS = frozenset("no not denies denied deny denying without nil never negative absent absence free none neither nor".split())
+_NEGATION_WORDS = frozenset(
+    "no not denies denied deny denying without nil never negative absent absence free none neither nor".split()
+)
 
 # Phrase normalisation applied to both note and finding (lowercase text).
 _SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
@@ -780,7 +827,10 @@ _SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(?:high|raised|elevated)\s+(?:temperature|temp)\b", " fever "),
         (r"\blow\s+(?:blood\s+pressure|bp)\b", " hypotension "),
         (r"\b(?:high|raised|elevated|fast|rapid)\s+(?:respiratory\s+rate|rr|breathing)\b", " tachypnea "),
-        (r"\b(?:beats?|breaths?)\s+(?:per|a|/)\s*min(?:ute)?\b|\bbpm\b|\bper\s+min(?:ute)?\b|\bdegrees?\s+(?:celsius|c)\b", " "),
+        (
+            r"\b(?:beats?|breaths?)\s+(?:per|a|/)\s*min(?:ute)?\b|\bbpm\b|\bper\s+min(?:ute)?\b|\bdegrees?\s+(?:celsius|c)\b",
+            " ",
+        ),
         (r"\b(?:afebrile|apyrexial)\b", " no fever "),
         (r"\bnon-?tender\b", " no tender "),
         (r"\b(?:febrile|pyrexi(?:a|al|c))\b", " fever "),
@@ -790,7 +840,10 @@ _SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(?:oxygen\s+saturations?|o2\s+sats?|sao2|saturations?|sats)\b", " spo2 "),
         (r"\bblood\s+pressure\b", " bp "),
         (r"\btemperature\b|\btemp\b", " t "),
-        (r"\bshortness\s+of\s+breath\b|\bsob\b|\bbreathless(?:ness)?\b|\bdyspno?ea\b|\bdyspnoeic\b|\bdyspneic\b", " dyspnea "),
+        (
+            r"\bshortness\s+of\s+breath\b|\bsob\b|\bbreathless(?:ness)?\b|\bdyspno?ea\b|\bdyspnoeic\b|\bdyspneic\b",
+            " dyspnea ",
+        ),
         (r"\btachycardi(?:a|c)\b", " tachycardia "),
         (r"\bbradycardi(?:a|c)\b", " bradycardia "),
         (r"\btachypno?e(?:a|ic)\b", " tachypnea "),
@@ -883,7 +936,11 @@ def _concepts_many(texts: list[str]) -> list[_Concepts]:
         if tok == ",":
             continue
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-        if tok in _PRE_NEG or (tok == "negative" and nxt == "for") or (tok in ("absence", "free") and nxt == "of"):
+        if (
+            tok in _PRE_NEG
+            or (tok == "negative" and nxt == "for")
+            or (tok in ("absence", "free") and nxt == "of")
+        ):
             scope = 6
             continue
         if tok in _POST_NEG and nxt != "for" and content_since_clause:
@@ -908,8 +965,18 @@ def _concepts_many(texts: list[str]) -> list[_Concepts]:
 # Numbers and units ---------------------------------------------------------
 
 _NUMBER_WORDS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-    "ten": 10, "eleven": 11, "twelve": 12,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
 }
 _NUM_RE = re.compile(
     r"(?<![\d.])(\d+(?:\.\d+)?)(?![\d])\s*(%|°\s*[cf]\b|[a-zA-Zµ/]+(?:/[a-zA-Z]+)?)?"
@@ -917,14 +984,56 @@ _NUM_RE = re.compile(
     re.IGNORECASE,
 )
 _UNITS = {
-    "c": "c", "°c": "c", "degc": "c", "celsius": "c", "f": "f", "°f": "f", "%": "%", "bpm": "/min",
-    "/min": "/min", "breaths/min": "/min", "beats/min": "/min", "mmhg": "mmhg", "kg": "kg", "g": "g",
-    "mg": "mg", "mcg": "mcg", "ug": "mcg", "µg": "mcg", "ml": "ml", "l": "l", "mmol/l": "mmol/l",
-    "mmol": "mmol", "mg/dl": "mg/dl", "g/dl": "g/dl", "g/l": "g/l", "day": "day", "days": "day", "d": "day",
-    "week": "week", "weeks": "week", "wk": "week", "wks": "week", "month": "month", "months": "month",
-    "year": "year", "years": "year", "yrs": "year", "yr": "year", "y": "year", "hour": "hour",
-    "hours": "hour", "hrs": "hour", "h": "hour", "cm": "cm", "mm": "mm", "units": "units", "iu": "iu",
-    "minutes": "minute", "mins": "minute", "min": "minute",
+    "c": "c",
+    "°c": "c",
+    "degc": "c",
+    "celsius": "c",
+    "f": "f",
+    "°f": "f",
+    "%": "%",
+    "bpm": "/min",
+    "/min": "/min",
+    "breaths/min": "/min",
+    "beats/min": "/min",
+    "mmhg": "mmhg",
+    "kg": "kg",
+    "g": "g",
+    "mg": "mg",
+    "mcg": "mcg",
+    "ug": "mcg",
+    "µg": "mcg",
+    "ml": "ml",
+    "l": "l",
+    "mmol/l": "mmol/l",
+    "mmol": "mmol",
+    "mg/dl": "mg/dl",
+    "g/dl": "g/dl",
+    "g/l": "g/l",
+    "day": "day",
+    "days": "day",
+    "d": "day",
+    "week": "week",
+    "weeks": "week",
+    "wk": "week",
+    "wks": "week",
+    "month": "month",
+    "months": "month",
+    "year": "year",
+    "years": "year",
+    "yrs": "year",
+    "yr": "year",
+    "y": "year",
+    "hour": "hour",
+    "hours": "hour",
+    "hrs": "hour",
+    "h": "hour",
+    "cm": "cm",
+    "mm": "mm",
+    "units": "units",
+    "iu": "iu",
+    "minutes": "minute",
+    "mins": "minute",
+    "min": "minute",
 }
 
 
@@ -960,14 +1069,24 @@ _VITAL_RES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     for name, rx in (
         ("hr", r"\b(?:hr|heart\s+rate|pulse(?:\s+rate)?)\b\s*(?:of|is|was|at|=|:|~)?\s*(\d{2,3})(?![\d.])"),
         ("rr", r"\b(?:rr|resp(?:iratory)?\s+rate|resps)\b\s*(?:of|is|was|at|=|:|~)?\s*(\d{1,2})(?![\d.])"),
-        ("spo2", r"\b(?:spo2|sao2|o2\s+sats?|sats?|saturations?|oxygen\s+saturations?)\b\s*(?:of|is|was|at|=|:|~)?\s*(\d{2,3})(?![\d.])"),
+        (
+            "spo2",
+            r"\b(?:spo2|sao2|o2\s+sats?|sats?|saturations?|oxygen\s+saturations?)\b\s*(?:of|is|was|at|=|:|~)?\s*(\d{2,3})(?![\d.])",
+        ),
         ("t", r"\b(?:t|temp|temperature)\b\s*(?:of|is|was|at|=|:|~)?\s*(\d{2}(?:\.\d+)?)(?![\d])"),
         ("t", r"(?<![\d.])(\d{2}(?:\.\d+)?)\s*°\s*c\b"),
         ("sbp", r"\b(?:bp|blood\s+pressure)\b\s*(?:of|is|was|at|=|:|~)?\s*(\d{2,3})\s*/\s*\d{2,3}"),
         ("dbp", r"\b(?:bp|blood\s+pressure)\b\s*(?:of|is|was|at|=|:|~)?\s*\d{2,3}\s*/\s*(\d{2,3})"),
     )
 )
-_VITAL_NAMES = {"hr": "HR", "rr": "RR", "spo2": "SpO2", "t": "temperature", "sbp": "systolic BP", "dbp": "diastolic BP"}
+_VITAL_NAMES = {
+    "hr": "HR",
+    "rr": "RR",
+    "spo2": "SpO2",
+    "t": "temperature",
+    "sbp": "systolic BP",
+    "dbp": "diastolic BP",
+}
 
 
 def _vitals(text: str) -> dict[str, list[float]]:
@@ -991,6 +1110,7 @@ _VITAL_CONCEPT_STEMS = {_stem(k): v for k, v in _VITAL_CONCEPTS.items()}
 
 
 # Matching the quoted evidence ---------------------------------------------
+
 
 def _normalised_with_map(text: str) -> tuple[str, list[int]]:
     """Lowercase, whitespace runs collapsed to one space; index map back to `text`."""
@@ -1036,7 +1156,9 @@ def _exact_span(norm_note: str, index: list[int], quote: str) -> tuple[int, int]
 IMAGE_SUPPORT_MIN_PROBABILITY = 0.5
 CONTENT_SUPPORT_MIN = 0.6
 SIMILARITY_FLOOR = 0.12  # below this no note sentence is taken as the basis
-_IMAGE_WORDS = re.compile(r"\b(?:image|photo(?:graph)?|picture|x-?ray|cxr|radiograph|scan|dermoscop\w*)\b", re.IGNORECASE)
+_IMAGE_WORDS = re.compile(
+    r"\b(?:image|photo(?:graph)?|picture|x-?ray|cxr|radiograph|scan|dermoscop\w*)\b", re.IGNORECASE
+)
 
 
 def _tfidf_similarities(sentences: list[str], queries: list[str]) -> np.ndarray:
@@ -1045,7 +1167,9 @@ def _tfidf_similarities(sentences: list[str], queries: list[str]) -> np.ndarray:
 
     if not sentences or not queries:
         return np.zeros((len(queries), len(sentences)))
-    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), lowercase=True, sublinear_tf=True, dtype=np.float32)
+    vec = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(3, 5), lowercase=True, sublinear_tf=True, dtype=np.float32
+    )
     matrix = vec.fit_transform(sentences + queries)
     return (matrix[len(sentences) :] @ matrix[: len(sentences)].T).toarray()
 
@@ -1157,14 +1281,17 @@ def _assess(claim: str, window: str, ix: _NoteIndex, check_numbers_of: str) -> _
             if msg not in problems:
                 problems.append(msg)
         elif unit and all(u is not None and u != unit for u in matches):
-            problems.append(f"{value:g} {unit} does not match the note's units ({', '.join(sorted(set(u for u in matches if u)))})")
+            problems.append(
+                f"{value:g} {unit} does not match the note's units ({', '.join(sorted(set(u for u in matches if u)))})"
+            )
     claim_vitals = _vitals(check_numbers_of)
     for name, values in claim_vitals.items():
         if name in ix.vitals:
             for v in values:
                 if all(abs(v - nv) > 1e-9 for nv in ix.vitals[name]):
-                    msg = f"{_VITAL_NAMES[name]} {v:g} in the finding, the note records {_VITAL_NAMES[name]} " + ", ".join(
-                        f"{nv:g}" for nv in ix.vitals[name]
+                    msg = (
+                        f"{_VITAL_NAMES[name]} {v:g} in the finding, the note records {_VITAL_NAMES[name]} "
+                        + ", ".join(f"{nv:g}" for nv in ix.vitals[name])
                     )
                     if msg not in problems:
                         problems.append(msg)
@@ -1235,17 +1362,31 @@ def check_findings(
 
         # image: the finding names an image label and the note does not carry it
         image_match = _image_match(f, image_findings)
-        if image_match is not None and (exact[i] is None) and (
-            support.coverage < CONTENT_SUPPORT_MIN or _IMAGE_WORDS.search(f"{f.finding} {f.evidence}") or source == "none"
+        if (
+            image_match is not None
+            and (exact[i] is None)
+            and (
+                support.coverage < CONTENT_SUPPORT_MIN
+                or _IMAGE_WORDS.search(f"{f.finding} {f.evidence}")
+                or source == "none"
+            )
         ):
             img = image_match
             negated = _negated_label(claim, img.label)
-            ok = img.probability < IMAGE_SUPPORT_MIN_PROBABILITY if negated else img.probability >= IMAGE_SUPPORT_MIN_PROBABILITY
+            ok = (
+                img.probability < IMAGE_SUPPORT_MIN_PROBABILITY
+                if negated
+                else img.probability >= IMAGE_SUPPORT_MIN_PROBABILITY
+            )
             reason = (
                 f"matches image finding '{img.label}' (probability {img.probability:.2f}; {img.method})"
                 if ok
                 else f"image finding '{img.label}' has probability {img.probability:.2f}, "
-                + ("too high for the negated finding" if negated else f"below {IMAGE_SUPPORT_MIN_PROBABILITY:.2f}")
+                + (
+                    "too high for the negated finding"
+                    if negated
+                    else f"below {IMAGE_SUPPORT_MIN_PROBABILITY:.2f}"
+                )
             )
             score = img.probability if not negated else 1.0 - img.probability
             results.append(
@@ -1284,12 +1425,16 @@ def check_findings(
             if exact[i] is not None:
                 reason = "quoted evidence found verbatim in the note"
             else:
-                reason = f"quoted evidence not verbatim; closest note sentence used (similarity {similarity:.2f})"
+                reason = (
+                    f"quoted evidence not verbatim; closest note sentence used (similarity {similarity:.2f})"
+                )
             if support.missing:
                 reason += "; words without support: " + ", ".join(support.missing)
         else:
             if exact[i] is None and source == "note":
-                reasons.append(f"quoted evidence not verbatim in the note (closest sentence similarity {similarity:.2f})")
+                reasons.append(
+                    f"quoted evidence not verbatim in the note (closest sentence similarity {similarity:.2f})"
+                )
             reason = "; ".join(reasons)
         results.append(
             Finding(

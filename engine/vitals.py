@@ -242,7 +242,11 @@ _TABLE: dict[str, tuple[_Alt, ...]] = {
         _Alt(r"(?:on|in|breathing|room)\s+(?:room\s+)?air\b", _const(False)),
         # "RA"/"OA" (room air, on air) only right after a saturation or "on": "RA" is also rheumatoid arthritis
         _Alt(r"(?:(?<=%)|(?<=%\s)|(?<=\bon\s))(?:RA|OA)\b", _const(False)),
-        _Alt(rf"(?:on\s+)?{FLOW}\s*(?:of\s+|via\s+)?(?:supplemental\s+)?(?:{O2}|{DEVICE}\b)", _const(True), True),
+        _Alt(
+            rf"(?:on\s+)?{FLOW}\s*(?:of\s+|via\s+)?(?:supplemental\s+)?(?:{O2}|{DEVICE}\b)",
+            _const(True),
+            True,
+        ),
         _Alt(rf"(?:on\s+)?\d{{2,3}}\s*%\s*(?:{O2}|FiO2|(?:via\s+)?{DEVICE}\b)", _const(True), True),
         # "SpO2 94% on 2 L": a flow alone, unless it is a fluid
         _Alt(

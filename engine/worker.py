@@ -78,7 +78,9 @@ def worker_main(conn: Connection) -> None:
                 event = threading.Event()
                 if job.id in cancelled:
                     event.set()
-                current.update(id=job.id, event=event, generated=0, generated_at_cancel=0 if event.is_set() else None)
+                current.update(
+                    id=job.id, event=event, generated=0, generated_at_cancel=0 if event.is_set() else None
+                )
             if runtime is None:
                 conn.send(("error", job.id, "bad-model", "no model is loaded"))
                 continue
@@ -125,16 +127,18 @@ def _run(conn: Connection, runtime, job: Job, cancel: threading.Event, progress:
         conn.send(("error", job.id, "bad-input", str(exc)))
         return
     stats["prompt_tokens"] = len(prompt_tokens)
-    conn.send((
-        "prompt",
-        job.id,
-        {
-            "prompt_tokens": len(prompt_tokens),
-            "n_ctx": runtime.info.n_ctx,
-            "note_tokens": fitted.note_tokens,
-            "dropped_note_tokens": fitted.dropped_tokens,
-        },
-    ))
+    conn.send(
+        (
+            "prompt",
+            job.id,
+            {
+                "prompt_tokens": len(prompt_tokens),
+                "n_ctx": runtime.info.n_ctx,
+                "note_tokens": fitted.note_tokens,
+                "dropped_note_tokens": fitted.dropped_tokens,
+            },
+        )
+    )
     logprobs: list[float] = []
     try:
         for piece in runtime.stream(

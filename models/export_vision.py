@@ -102,6 +102,7 @@ def require_export_extra() -> None:
 
 # ---------------------------------------------------------------- labels and images
 
+
 def read_labels(paths: Path | str | Sequence[Path | str] | None = None) -> list[str]:
     """Labels from one or more files: one a line, '#' comments and blanks skipped, order kept."""
     if paths is None:
@@ -170,7 +171,9 @@ def synthetic_images(n: int, seed: int = 0, size: int = 256) -> list[Image.Image
     return out
 
 
-def calibration_images(calibration_dir: Path | str | None, n: int = 16, seed: int = 0) -> tuple[list[Image.Image], str]:
+def calibration_images(
+    calibration_dir: Path | str | None, n: int = 16, seed: int = 0
+) -> tuple[list[Image.Image], str]:
     """Images for the fidelity check: up to `n` from a folder (recursively), else synthetic ones."""
     if calibration_dir is None:
         return synthetic_images(n, seed=seed), f"{n} synthetic X-ray-like and skin-like images"
@@ -192,6 +195,7 @@ def calibration_images(calibration_dir: Path | str | None, n: int = 16, seed: in
 
 
 # ---------------------------------------------------------------- model loading
+
 
 @contextmanager
 def _quiet() -> Iterator[None]:
@@ -233,7 +237,11 @@ def load_open_clip(source: Any, pretrained: str | None = None) -> tuple[Any, Any
             tokenizer = open_clip.get_tokenizer(ident)
     except Exception as exc:  # noqa: BLE001 - open_clip/hub raise many kinds
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        hint = " (no network? pass a local directory with open_clip_config.json and weights)" if ident.startswith("hf-hub:") else ""
+        hint = (
+            " (no network? pass a local directory with open_clip_config.json and weights)"
+            if ident.startswith("hf-hub:")
+            else ""
+        )
         raise ExportError(f"cannot load model {ident}: {first}{hint}") from None
     return model, tokenizer, ident
 
@@ -248,7 +256,9 @@ def _preprocess_cfg(model: Any) -> dict[str, Any]:
     resize_mode = cfg.get("resize_mode", "shortest") or "shortest"
     interpolation = cfg.get("interpolation", "bicubic") or "bicubic"
     if resize_mode != "shortest" or interpolation != "bicubic":
-        raise ExportError(f"preprocessing {resize_mode}/{interpolation} is not supported (need shortest/bicubic)")
+        raise ExportError(
+            f"preprocessing {resize_mode}/{interpolation} is not supported (need shortest/bicubic)"
+        )
     return {
         "image_size": int(size),
         "mean": [float(v) for v in cfg.get("mean", CLIP_MEAN)],
@@ -260,6 +270,7 @@ def _preprocess_cfg(model: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the steps
+
 
 def export_onnx(model: Any, path: Path, image_size: int, opset: int = OPSET) -> None:
     """`model.visual` to ONNX (TorchScript exporter), dynamic batch axis."""
@@ -313,7 +324,12 @@ def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool = True) ->
     with _quiet():
         quantize_dynamic(str(fp32_path), str(tmp), weight_type=QuantType.QInt8, per_channel=per_channel)
     os.replace(tmp, int8_path)
-    return {"method": "dynamic", "weight_type": "QInt8", "per_channel": per_channel, "tool": "onnxruntime.quantization"}
+    return {
+        "method": "dynamic",
+        "weight_type": "QInt8",
+        "per_channel": per_channel,
+        "tool": "onnxruntime.quantization",
+    }
 
 
 def label_embeddings(model: Any, tokenizer: Any, labels: Sequence[str], template: str) -> np.ndarray:
@@ -363,6 +379,7 @@ def measure_fidelity(
         "cosine_min": round(float(cos.min()), 6),
     }
     if len(text_emb):
+
         def softmax(z: np.ndarray) -> np.ndarray:
             z = np.exp(z - z.max(axis=1, keepdims=True))
             return z / z.sum(axis=1, keepdims=True)
@@ -461,7 +478,9 @@ def export_vision(
         step(steps[4])
         images, described = calibration_images(calibration_dir, n_calibration)
         pixels = np.stack([preprocess(im, pre["image_size"], pre["mean"], pre["std"]) for im in images])
-        fidelity = measure_fidelity(fp32_path, int8_path, pixels, text, logit_scale, threads, torch_model=model)
+        fidelity = measure_fidelity(
+            fp32_path, int8_path, pixels, text, logit_scale, threads, torch_model=model
+        )
         fidelity["calibration"] = described
         done(steps[4], t0)
 
@@ -520,21 +539,40 @@ def _versions() -> dict[str, str]:
 
 # ---------------------------------------------------------------- CLI hooks
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `medgemma-tui export-vision`."""
-    parser.add_argument("--source", default=HUB_ID,
-                        help="hf-hub:<id>, a local open_clip model directory, or a built-in open_clip name (default: BiomedCLIP)")
-    parser.add_argument("--pretrained", default=None, help="checkpoint file or tag, for a built-in open_clip name")
+    parser.add_argument(
+        "--source",
+        default=HUB_ID,
+        help="hf-hub:<id>, a local open_clip model directory, or a built-in open_clip name (default: BiomedCLIP)",
+    )
+    parser.add_argument(
+        "--pretrained", default=None, help="checkpoint file or tag, for a built-in open_clip name"
+    )
     parser.add_argument("--out", required=True, type=Path, help="directory to write the model to")
-    parser.add_argument("--labels", type=Path, action="append", default=None,
-                        help="labels file, one label a line (repeatable; default: chest X-ray and skin labels)")
-    parser.add_argument("--calibration-dir", type=Path, default=None,
-                        help="images for the INT8 fidelity check (default: synthetic images)")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        action="append",
+        default=None,
+        help="labels file, one label a line (repeatable; default: chest X-ray and skin labels)",
+    )
+    parser.add_argument(
+        "--calibration-dir",
+        type=Path,
+        default=None,
+        help="images for the INT8 fidelity check (default: synthetic images)",
+    )
     parser.add_argument("--prompt-template", default=PROMPT_TEMPLATE)
     parser.add_argument("--opset", type=int, default=OPSET)
-    parser.add_argument("--per-tensor", action="store_true", help="quantise per tensor instead of per channel")
+    parser.add_argument(
+        "--per-tensor", action="store_true", help="quantise per tensor instead of per channel"
+    )
     parser.add_argument("--keep-fp32", action="store_true", help="keep the FP32 ONNX beside the INT8 one")
-    parser.add_argument("--min-cosine", type=float, default=0.99, help="fail when INT8 vs FP32 cosine is below this")
+    parser.add_argument(
+        "--min-cosine", type=float, default=0.99, help="fail when INT8 vs FP32 cosine is below this"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
 

@@ -41,7 +41,9 @@ def choose_gpu_layers(requested: str | int | None, supported: bool) -> GpuChoice
     except ValueError:
         raise ValueError(f"--gpu-layers must be 'auto' or a whole number, not {requested!r}") from None
     if layers != 0 and not supported:
-        return GpuChoice(0, f"{layers} layers requested but this llama.cpp build has no GPU offload: CPU only")
+        return GpuChoice(
+            0, f"{layers} layers requested but this llama.cpp build has no GPU offload: CPU only"
+        )
     what = "all layers" if layers < 0 else f"{layers} layers"
     return GpuChoice(layers, f"set by the user: {what}")
 
@@ -49,4 +51,3 @@ def choose_gpu_layers(requested: str | int | None, supported: bool) -> GpuChoice
 def memory_summary() -> dict[str, int]:
     vm = psutil.virtual_memory()
     return {"total_bytes": vm.total, "available_bytes": vm.available}
-

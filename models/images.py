@@ -183,6 +183,7 @@ def _load_pil(path: Path) -> Image.Image:
 
 # ---------------------------------------------------------------- DICOM
 
+
 def _dicom_header(path: Path):
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -206,7 +207,9 @@ def _dicom_has_pixels(path: Path) -> bool:
     """True when the file holds a pixel data element (reads tags, not pixels)."""
     import pydicom
 
-    ds = pydicom.dcmread(path, force=True, specific_tags=["PixelData", "FloatPixelData", "DoubleFloatPixelData"], defer_size=64)
+    ds = pydicom.dcmread(
+        path, force=True, specific_tags=["PixelData", "FloatPixelData", "DoubleFloatPixelData"], defer_size=64
+    )
     return any(t in ds for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
 
 
@@ -266,7 +269,12 @@ def _load_dicom(path: Path) -> Image.Image:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     data = apply_modality_lut(arr, ds).astype(np.float64)
-    if "WindowCenter" in ds and "WindowWidth" in ds and ds.WindowCenter is not None and ds.WindowWidth is not None:
+    if (
+        "WindowCenter" in ds
+        and "WindowWidth" in ds
+        and ds.WindowCenter is not None
+        and ds.WindowWidth is not None
+    ):
         unit = _window(data, _first(ds.WindowCenter), _first(ds.WindowWidth))
         grey = np.rint(unit * 255.0).astype(np.uint8)
     elif "VOILUTSequence" in ds:
@@ -279,6 +287,7 @@ def _load_dicom(path: Path) -> Image.Image:
 
 
 # ---------------------------------------------------------------- public API
+
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
     """Read an image file (PNG, JPEG, TIFF, BMP, WebP, GIF, DICOM) as RGB.

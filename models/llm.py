@@ -217,7 +217,9 @@ class LlamaRuntime:
         """
         lib, llm = self._llama_cpp, self.llm
         if len(prompt_tokens) >= llm.n_ctx():
-            raise ValueError(f"prompt of {len(prompt_tokens)} tokens does not fit the context of {llm.n_ctx()}")
+            raise ValueError(
+                f"prompt of {len(prompt_tokens)} tokens does not fit the context of {llm.n_ctx()}"
+            )
         max_tokens = min(max_tokens, llm.n_ctx() - len(prompt_tokens))
         self._prefill(prompt_tokens, cancel)
         sampler = _ChainSampler(lib, temperature, seed)
@@ -252,7 +254,9 @@ class LlamaRuntime:
             size = 64
             while True:
                 buffer = ctypes.create_string_buffer(size)
-                length = self._llama_cpp.llama_token_to_piece(self.llm._model.vocab, token, buffer, size, 0, False)
+                length = self._llama_cpp.llama_token_to_piece(
+                    self.llm._model.vocab, token, buffer, size, 0, False
+                )
                 if length >= 0:
                     break
                 size = -length  # too small: llama.cpp says how much it needs
@@ -429,4 +433,3 @@ class _GrammarConstraint:
 
     def close(self) -> None:
         self._lib.llama_sampler_free(self.sampler)
-

@@ -42,7 +42,11 @@ class ProbeReport:
     saved: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        cv = f", cross-validated accuracy {self.cv_accuracy:.2f} ({self.cv_folds}-fold)" if self.cv_accuracy is not None else ""
+        cv = (
+            f", cross-validated accuracy {self.cv_accuracy:.2f} ({self.cv_folds}-fold)"
+            if self.cv_accuracy is not None
+            else ""
+        )
         skipped = f", {len(self.skipped)} file(s) skipped" if self.skipped else ""
         return (
             f"linear probe on {self.n_images} images in {len(self.classes)} classes: "
@@ -105,13 +109,20 @@ def train_probe(
     cv_acc = None
     if folds >= 3:
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        cv_acc = float(cross_val_score(LogisticRegression(C=c, max_iter=2000, random_state=seed), x, y, cv=cv).mean())
+        cv_acc = float(
+            cross_val_score(LogisticRegression(C=c, max_iter=2000, random_state=seed), x, y, cv=cv).mean()
+        )
 
     classes = np.array([str(k) for k in clf.classes_])
     npz_path = model_dir / PROBE_NPZ
     json_path = model_dir / PROBE_JSON
     tmp_npz = model_dir / (PROBE_NPZ + ".tmp.npz")
-    np.savez(tmp_npz, coef=clf.coef_.astype(np.float32), intercept=clf.intercept_.astype(np.float32), classes=classes)
+    np.savez(
+        tmp_npz,
+        coef=clf.coef_.astype(np.float32),
+        intercept=clf.intercept_.astype(np.float32),
+        classes=classes,
+    )
     tmp_npz.replace(npz_path)
     meta = {
         "format": "medgemma-vision-probe/1",
@@ -169,10 +180,13 @@ def remove_probe(model_dir: Path | str) -> bool:
 
 # ---------------------------------------------------------------- CLI hooks
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `medgemma-tui train-probe`."""
     parser.add_argument("--model-dir", required=True, type=Path, help="exported vision model directory")
-    parser.add_argument("--images", required=True, type=Path, help="folder of labelled images: <folder>/<label>/*.png")
+    parser.add_argument(
+        "--images", required=True, type=Path, help="folder of labelled images: <folder>/<label>/*.png"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--c", type=float, default=1.0, help="inverse regularisation strength")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

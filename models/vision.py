@@ -68,6 +68,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 # ---------------------------------------------------------------- preprocessing
 
+
 def preprocess(
     image: Image.Image,
     size: int = 224,
@@ -108,6 +109,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- linear probe
 
+
 @dataclass(frozen=True)
 class LinearProbe:
     """A multinomial (or binary) logistic regression on L2-normalised embeddings."""
@@ -130,7 +132,9 @@ class LinearProbe:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise VisionModelError(f"linear probe metadata unreadable ({exc.__class__.__name__}): {meta_path}") from None
+            raise VisionModelError(
+                f"linear probe metadata unreadable ({exc.__class__.__name__}): {meta_path}"
+            ) from None
         if not npz_path.is_file():
             raise VisionModelError(f"linear probe weights missing: {npz_path}")
         if meta.get("npz_sha256") and sha256_file(npz_path) != meta["npz_sha256"]:
@@ -145,11 +149,14 @@ class LinearProbe:
                 intercept = np.asarray(z["intercept"], dtype=np.float32)
                 classes = tuple(str(c) for c in z["classes"])
         except Exception as exc:  # noqa: BLE001
-            raise VisionModelError(f"linear probe weights unreadable ({exc.__class__.__name__}): {npz_path}") from None
+            raise VisionModelError(
+                f"linear probe weights unreadable ({exc.__class__.__name__}): {npz_path}"
+            ) from None
         return cls(coef=coef, intercept=intercept, classes=classes)
 
 
 # ---------------------------------------------------------------- the model
+
 
 def _providers(requested: Sequence[str] | None) -> list[str]:
     import onnxruntime as ort
@@ -208,17 +215,23 @@ class VisionModel:
             raise VisionModelError(f"vision model path is not a directory: {model_dir}")
         mpath = model_dir / MANIFEST
         if not mpath.is_file():
-            raise VisionModelError(f"vision model manifest missing ({MANIFEST}); run export-vision: {model_dir}")
+            raise VisionModelError(
+                f"vision model manifest missing ({MANIFEST}); run export-vision: {model_dir}"
+            )
         try:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
             if not isinstance(manifest, dict):
                 raise ValueError("not an object")
         except (OSError, ValueError) as exc:
-            raise VisionModelError(f"vision model manifest unreadable ({exc.__class__.__name__}): {mpath}") from None
+            raise VisionModelError(
+                f"vision model manifest unreadable ({exc.__class__.__name__}): {mpath}"
+            ) from None
 
         models = manifest.get("models", {})
         if variant not in models:
-            raise VisionModelError(f"vision model has no '{variant}' variant (has: {', '.join(models) or 'none'})")
+            raise VisionModelError(
+                f"vision model has no '{variant}' variant (has: {', '.join(models) or 'none'})"
+            )
         files = manifest.get("files", {})
         onnx_name = models[variant]
         onnx_path = model_dir / onnx_name
@@ -233,12 +246,16 @@ class VisionModel:
                 if not expected:
                     raise VisionModelError(f"manifest lists no sha256 for {path.name}")
                 if sha256_file(path) != expected:
-                    raise VisionModelError(f"sha256 mismatch for {path.name}: file changed or corrupt; re-export")
+                    raise VisionModelError(
+                        f"sha256 mismatch for {path.name}: file changed or corrupt; re-export"
+                    )
 
         try:
             label_embeddings = np.load(labels_path, allow_pickle=False).astype(np.float32)
         except Exception as exc:  # noqa: BLE001
-            raise VisionModelError(f"label embeddings unreadable ({exc.__class__.__name__}): {labels_path}") from None
+            raise VisionModelError(
+                f"label embeddings unreadable ({exc.__class__.__name__}): {labels_path}"
+            ) from None
         labels = manifest.get("labels", [])
         if label_embeddings.ndim != 2 or label_embeddings.shape[0] != len(labels):
             raise VisionModelError(
@@ -257,7 +274,9 @@ class VisionModel:
             session = ort.InferenceSession(str(onnx_path), sess_options=so, providers=_providers(providers))
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise VisionModelError(f"vision model is not a valid ONNX model ({first}): {onnx_path.name}") from None
+            raise VisionModelError(
+                f"vision model is not a valid ONNX model ({first}): {onnx_path.name}"
+            ) from None
 
         probe = None
         if (model_dir / PROBE_JSON).exists():
@@ -286,7 +305,9 @@ class VisionModel:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         return _l2(np.concatenate(out, axis=0))
 
-    def embed(self, images: Sequence[Image.Image | str | os.PathLike[str]] | Image.Image | str | os.PathLike[str]) -> np.ndarray:
+    def embed(
+        self, images: Sequence[Image.Image | str | os.PathLike[str]] | Image.Image | str | os.PathLike[str]
+    ) -> np.ndarray:
         """L2-normalised embeddings, shape (N, dim), for images or image paths.
 
         Paths are read with `models.images.load_image` (so `ImageError` on a bad file).
@@ -303,11 +324,15 @@ class VisionModel:
         if self.probe is not None:
             return self.probe.classes, self.probe.predict_proba(embeddings), PROBE_METHOD
         if not self.labels:
-            raise VisionModelError("vision model has no labels for zero-shot findings; re-export with a labels file")
+            raise VisionModelError(
+                "vision model has no labels for zero-shot findings; re-export with a labels file"
+            )
         logits = self.logit_scale * (embeddings @ self.label_embeddings.T)
         return self.labels, _softmax(logits), ZERO_SHOT_METHOD
 
-    def findings(self, image_path: str | os.PathLike[str] | Image.Image, top_k: int = 3) -> list[VisionFinding]:
+    def findings(
+        self, image_path: str | os.PathLike[str] | Image.Image, top_k: int = 3
+    ) -> list[VisionFinding]:
         """Top-k findings for one image, most probable first."""
         emb = self.embed([image_path])
         classes, probs, method = self.probabilities(emb)
@@ -318,7 +343,11 @@ class VisionModel:
     # -- information
     @property
     def embed_dim(self) -> int:
-        return int(self.manifest.get("embed_dim", self.label_embeddings.shape[1] if self.label_embeddings.size else 0))
+        return int(
+            self.manifest.get(
+                "embed_dim", self.label_embeddings.shape[1] if self.label_embeddings.size else 0
+            )
+        )
 
     @property
     def providers(self) -> list[str]:

@@ -59,7 +59,9 @@ def no_network(monkeypatch):
 
     def refuse(self, address, *args, **kwargs):
         host = address[0] if isinstance(address, tuple) else address
-        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")):
+        if isinstance(host, str) and (
+            host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")
+        ):
             return original(self, address, *args, **kwargs)
         raise RuntimeError(f"test tried to reach the network: {address!r}")
 

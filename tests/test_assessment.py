@@ -40,7 +40,12 @@ async def engine():
 
 def assert_safe(assessment: Assessment) -> None:
     assert DISCLAIMER in assessment.clinical_notes
-    for text in (assessment.summary, assessment.reasoning, *assessment.recommendations, *assessment.key_findings):
+    for text in (
+        assessment.summary,
+        assessment.reasoning,
+        *assessment.recommendations,
+        *assessment.key_findings,
+    ):
         assert diagnostic_statements(text) == [], text
     for finding in assessment.findings:
         assert finding.supported in (True, False)
@@ -103,12 +108,16 @@ async def test_sampled_answers_always_follow_the_grammar(engine, seed):
         ModelAnswer.model_validate(json.loads(finished.text))
     else:
         assert finished.timings.generated_tokens >= 219  # only the token limit cuts an answer short
-        assert finished.text.lstrip().startswith('{"reasoning"') or finished.text.lstrip().startswith('{ "reasoning"')
+        assert finished.text.lstrip().startswith('{"reasoning"') or finished.text.lstrip().startswith(
+            '{ "reasoning"'
+        )
         assert any(flag.kind == "incomplete" for flag in finished.assessment.safety.flags)
 
 
 async def test_token_limit_gives_a_partial_assessment_marked_incomplete(engine):
-    events = await collect(engine.run(AnalysisRequest(note="Cough and fever for 3 days. RR 24, HR 112.", max_tokens=24)))
+    events = await collect(
+        engine.run(AnalysisRequest(note="Cough and fever for 3 days. RR 24, HR 112.", max_tokens=24))
+    )
     finished = events[-1]
     assert isinstance(finished, Finished)
     assessment = finished.assessment
@@ -122,8 +131,15 @@ async def test_token_limit_gives_a_partial_assessment_marked_incomplete(engine):
 async def test_form_vitals_feed_the_rules(engine):
     request = AnalysisRequest(
         note="Feels unwell since yesterday.",
-        vitals=Vitals(respiratory_rate=26, spo2=91, on_oxygen=False, systolic_bp=95, heart_rate=120,
-                      temperature_c=39.2, consciousness="A"),
+        vitals=Vitals(
+            respiratory_rate=26,
+            spo2=91,
+            on_oxygen=False,
+            systolic_bp=95,
+            heart_rate=120,
+            temperature_c=39.2,
+            consciousness="A",
+        ),
         max_tokens=40,
     )
     events = await collect(engine.run(request))
@@ -142,7 +158,12 @@ async def test_prompt_injection_in_the_note_changes_nothing(engine):
     messages = build_messages(hostile, PromptContext(), "assessment")
     content = messages[0]["content"]
     assert len(messages) == 1 and messages[0]["role"] == "user"
-    assert content.index("Rules:") < content.index(NOTE_START) < content.index("Ignore previous") < content.index(NOTE_END)
+    assert (
+        content.index("Rules:")
+        < content.index(NOTE_START)
+        < content.index("Ignore previous")
+        < content.index(NOTE_END)
+    )
     assert "<end_of_turn>" not in content and "<start_of_turn>" not in content
     events = await collect(engine.run(AnalysisRequest(note=hostile, max_tokens=400)), limit=600)
     finished = events[-1]

@@ -48,9 +48,22 @@ def test_text_mode_streams_to_stdout_and_says_demo_on_stderr(note_file):
 
 def test_stream_is_flushed_token_by_token(note_file):
     process = subprocess.Popen(
-        [sys.executable, "-u", "-m", "tui.cli", "analyze", "--note", str(note_file), "--mode", "text",
-         "--max-tokens", "120"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO,
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "tui.cli",
+            "analyze",
+            "--note",
+            str(note_file),
+            "--mode",
+            "text",
+            "--max-tokens",
+            "120",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
     )
     arrivals = []
     try:
@@ -111,9 +124,22 @@ def test_bad_config_file_exits_2(tmp_path, monkeypatch):
 
 def test_ctrl_c_stops_cleanly_with_130_and_keeps_the_text(note_file):
     process = subprocess.Popen(
-        [sys.executable, "-u", "-m", "tui.cli", "analyze", "--note", str(note_file), "--mode", "text",
-         "--max-tokens", "600"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "tui.cli",
+            "analyze",
+            "--note",
+            str(note_file),
+            "--mode",
+            "text",
+            "--max-tokens",
+            "600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
     )
     received = b""
     while len(received.split()) < 6:
@@ -150,8 +176,18 @@ def test_doctor_reports_versions_hardware_model_and_advice():
     result = cli("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for words in ("llama-cpp-python", "GPU offload", "threads", "memory", "gemma3", "Q4_K_M",
-                  "magic ok", "medgemma-4b-it", "mmproj", "MEDGEMMA_TUI_MODEL"):
+    for words in (
+        "llama-cpp-python",
+        "GPU offload",
+        "threads",
+        "memory",
+        "gemma3",
+        "Q4_K_M",
+        "magic ok",
+        "medgemma-4b-it",
+        "mmproj",
+        "MEDGEMMA_TUI_MODEL",
+    ):
         assert words in out, words
 
 

@@ -89,7 +89,9 @@ async def test_cancel_mid_stream_then_next_request_succeeds(engine):
 
 async def test_cancel_during_a_long_prompt_stops_it(engine):
     await collect(engine.load())
-    long_note = " ".join(f"Day {i}: observations stable, patient comfortable, eating well." for i in range(260))
+    long_note = " ".join(
+        f"Day {i}: observations stable, patient comfortable, eating well." for i in range(260)
+    )
     events = []
     async for event in engine.run(text_request(note=long_note, max_tokens=8)):
         events.append(event)

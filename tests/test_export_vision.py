@@ -44,7 +44,9 @@ def tiny_source(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_export(tiny_source, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_out")
-    manifest = ev.export_vision(tiny_source, out, keep_fp32=True, progress=False, n_calibration=8, min_cosine=None)
+    manifest = ev.export_vision(
+        tiny_source, out, keep_fp32=True, progress=False, n_calibration=8, min_cosine=None
+    )
     return out, manifest
 
 
@@ -63,6 +65,7 @@ def full_export(tmp_path_factory):
 
 
 # ---------------------------------------------------------------- labels, CLI guard (no torch needed)
+
 
 def test_default_labels_ship():
     labels = ev.read_labels()
@@ -100,6 +103,7 @@ def test_synthetic_images_are_structured():
 
 # ---------------------------------------------------------------- tiny model: fast end to end
 
+
 @pytest.mark.export
 def test_tiny_export_manifest(tiny_export):
     out, manifest = tiny_export
@@ -131,7 +135,9 @@ def test_tiny_export_matches_torch(tiny_export, tiny_source):
     with torch.no_grad():
         ref = torch.nn.functional.normalize(model.visual(torch.from_numpy(px)), dim=-1).numpy()
         tok = open_clip.get_tokenizer(f"local-dir:{tiny_source}")
-        text = model.encode_text(tok([manifest["prompt_template"].format(label=label) for label in manifest["labels"]]))
+        text = model.encode_text(
+            tok([manifest["prompt_template"].format(label=label) for label in manifest["labels"]])
+        )
         text = torch.nn.functional.normalize(text, dim=-1).numpy()
     fp32 = VisionModel.load(out, variant="fp32")
     int8 = VisionModel.load(out)
@@ -154,10 +160,21 @@ def test_export_cli_and_calibration_dir(tiny_source, tmp_path, capsys):
     labels.write_text("pneumonia\nnormal\n")
     parser = argparse.ArgumentParser()
     ev.add_arguments(parser)
-    args = parser.parse_args([
-        "--source", str(tiny_source), "--out", str(tmp_path / "out"), "--labels", str(labels),
-        "--calibration-dir", str(cal), "--no-progress", "--min-cosine", "0",
-    ])
+    args = parser.parse_args(
+        [
+            "--source",
+            str(tiny_source),
+            "--out",
+            str(tmp_path / "out"),
+            "--labels",
+            str(labels),
+            "--calibration-dir",
+            str(cal),
+            "--no-progress",
+            "--min-cosine",
+            "0",
+        ]
+    )
     assert ev.main(args) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("wrote ") and "2 labels" in line
@@ -165,7 +182,10 @@ def test_export_cli_and_calibration_dir(tiny_source, tmp_path, capsys):
     assert manifest["labels"] == ["pneumonia", "normal"]
     assert manifest["fidelity"]["n_images"] == 3
     assert not (tmp_path / "out" / "vision_fp32.onnx").exists()  # FP32 not kept by default
-    assert VisionModel.load(tmp_path / "out").findings(cal / "0.png", top_k=2)[0].label in {"pneumonia", "normal"}
+    assert VisionModel.load(tmp_path / "out").findings(cal / "0.png", top_k=2)[0].label in {
+        "pneumonia",
+        "normal",
+    }
 
 
 @pytest.mark.export
@@ -181,18 +201,24 @@ def test_export_errors(tiny_source, tmp_path, capsys):
     assert (tmp_path / "o2" / "manifest.json").exists()
     parser = argparse.ArgumentParser()
     ev.add_arguments(parser)
-    assert ev.main(parser.parse_args(["--source", str(empty), "--out", str(tmp_path / "o3"), "--no-progress"])) == 1
+    assert (
+        ev.main(parser.parse_args(["--source", str(empty), "--out", str(tmp_path / "o3"), "--no-progress"]))
+        == 1
+    )
     assert capsys.readouterr().err.strip().startswith("export-vision: ")
 
 
 # ---------------------------------------------------------------- full BiomedCLIP architecture
+
 
 @pytest.mark.export
 def test_full_size_export(full_export):
     out, manifest, seconds = full_export
     int8_bytes = (out / "vision_int8.onnx").stat().st_size
     fp32_bytes = (out / "vision_fp32.onnx").stat().st_size
-    print(f"\nexport took {seconds:.0f} s; INT8 {int8_bytes / 1e6:.1f} MB (seed {SEED_INT8_MB} MB), FP32 {fp32_bytes / 1e6:.1f} MB")
+    print(
+        f"\nexport took {seconds:.0f} s; INT8 {int8_bytes / 1e6:.1f} MB (seed {SEED_INT8_MB} MB), FP32 {fp32_bytes / 1e6:.1f} MB"
+    )
     assert int8_bytes <= SIZE_LIMIT_BYTES
     assert fp32_bytes / int8_bytes > 3.5
     fid = manifest["fidelity"]
@@ -206,10 +232,13 @@ def test_full_size_fidelity_on_fresh_images(full_export):
     out, manifest, _ = full_export
     fp32 = VisionModel.load(out, variant="fp32", threads=2)
     int8 = VisionModel.load(out, threads=2)
-    images = [im.resize(size) for im, size in zip(
-        structured_images(12, seed=123, size=320),
-        [(320, 320), (512, 384), (384, 512), (300, 700)] * 3,
-    )]
+    images = [
+        im.resize(size)
+        for im, size in zip(
+            structured_images(12, seed=123, size=320),
+            [(320, 320), (512, 384), (384, 512), (300, 700)] * 3,
+        )
+    ]
     e32 = fp32.embed(images)
     e8 = int8.embed(images)
     cos = (e32 * e8).sum(axis=1)
@@ -220,7 +249,9 @@ def test_full_size_fidelity_on_fresh_images(full_export):
     agree = p32.argmax(1) == p8.argmax(1)
     top2 = np.sort(p32, axis=1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]
-    print(f"zero-shot top-1 agreement {agree.mean():.2f}; max probability difference {np.abs(p32 - p8).max():.3f}")
+    print(
+        f"zero-shot top-1 agreement {agree.mean():.2f}; max probability difference {np.abs(p32 - p8).max():.3f}"
+    )
     # random weights make some labels near-ties; INT8 may flip only those
     assert agree.mean() >= 0.8
     assert np.all(agree | (margin < 0.05)), margin[~agree]
@@ -238,8 +269,14 @@ def test_full_size_int8_faster(full_export):
     for m in (fp32, int8):
         m.embed_pixels(px)  # warm up
     for _ in range(4):  # interleaved so that both see the same machine load
-        t = time.perf_counter(); fp32.embed_pixels(px); t32.append(time.perf_counter() - t)
-        t = time.perf_counter(); int8.embed_pixels(px); t8.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        fp32.embed_pixels(px)
+        t32.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        int8.embed_pixels(px)
+        t8.append(time.perf_counter() - t)
     ratio = np.median(t32) / np.median(t8)
-    print(f"\nFP32 {1000 * np.median(t32):.0f} ms, INT8 {1000 * np.median(t8):.0f} ms per image: {ratio:.2f}x")
+    print(
+        f"\nFP32 {1000 * np.median(t32):.0f} ms, INT8 {1000 * np.median(t8):.0f} ms per image: {ratio:.2f}x"
+    )
     assert ratio >= 1.5  # goal 2.0x (benchmarks/bench_vision.py); margin for noisy CI machines

@@ -37,7 +37,9 @@ def image_path(tmp_path):
 async def test_image_findings_join_the_prompt_and_the_assessment(vision_dir, image_path):
     engine = Engine(Settings.resolve(vision_model=str(vision_dir), threads=2))
     try:
-        events = await collect(engine.run(AnalysisRequest(note=NOTE, image_path=str(image_path), max_tokens=200)))
+        events = await collect(
+            engine.run(AnalysisRequest(note=NOTE, image_path=str(image_path), max_tokens=200))
+        )
     finally:
         await engine.close()
     assert PhaseChanged("image") in events
@@ -60,7 +62,9 @@ async def test_image_findings_join_the_prompt_and_the_assessment(vision_dir, ima
         (lambda p: None, "not found"),
     ],
 )
-async def test_a_bad_image_is_refused_in_one_line_and_the_note_is_still_assessed(tmp_path, vision_dir, make, words):
+async def test_a_bad_image_is_refused_in_one_line_and_the_note_is_still_assessed(
+    tmp_path, vision_dir, make, words
+):
     path = tmp_path / "scan.png"
     make(path)
     engine = Engine(Settings.resolve(vision_model=str(vision_dir), threads=2))
@@ -76,7 +80,9 @@ async def test_a_bad_image_is_refused_in_one_line_and_the_note_is_still_assessed
 async def test_without_an_image_model_the_image_is_refused_clearly(image_path):
     engine = Engine(Settings.resolve(threads=2))
     try:
-        events = await collect(engine.run(AnalysisRequest(note=NOTE, image_path=str(image_path), max_tokens=30)))
+        events = await collect(
+            engine.run(AnalysisRequest(note=NOTE, image_path=str(image_path), max_tokens=30))
+        )
     finally:
         await engine.close()
     analysed = next(e for e in events if isinstance(e, ImageAnalysed))

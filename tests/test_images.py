@@ -38,6 +38,7 @@ def _gradient_rgb(w: int = 64, h: int = 48) -> np.ndarray:
 
 # ---------------------------------------------------------------- ordinary files
 
+
 def test_png_rgb_round_trip(tmp_path):
     arr = _gradient_rgb()
     p = tmp_path / "a.png"
@@ -167,6 +168,7 @@ def test_animated_gif_first_frame(tmp_path):
 
 # ---------------------------------------------------------------- refused files
 
+
 def test_missing_file(tmp_path):
     _refused(tmp_path / "nope.png", "not found")
 
@@ -209,13 +211,25 @@ def _png_header_only(path: Path, width: int, height: int) -> None:
     """A PNG with a valid header claiming width x height and one tiny IDAT: a decompression bomb's shape."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
-@pytest.mark.parametrize("side", [8000, 30000])  # 64 MP: over our limit; 900 MP: over PIL's own bomb limit too
+@pytest.mark.parametrize(
+    "side", [8000, 30000]
+)  # 64 MP: over our limit; 900 MP: over PIL's own bomb limit too
 def test_decompression_bomb(tmp_path, side):
     p = tmp_path / "bomb.png"
     _png_header_only(p, side, side)
@@ -227,8 +241,17 @@ def test_decompression_bomb(tmp_path, side):
 
 # ---------------------------------------------------------------- DICOM
 
-def _dicom(path: Path, pixels: np.ndarray | None, *, photometric="MONOCHROME2", window=None,
-           rescale=None, transfer=None, preamble=True) -> Path:
+
+def _dicom(
+    path: Path,
+    pixels: np.ndarray | None,
+    *,
+    photometric="MONOCHROME2",
+    window=None,
+    rescale=None,
+    transfer=None,
+    preamble=True,
+) -> Path:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -285,8 +308,12 @@ def test_dicom_without_window_is_stretched(tmp_path):
 def test_dicom_rescale_then_window(tmp_path):
     # CT-like: stored = HU + 1024; lung window centre -600 width 1500
     hu = np.array([-1000, -600, 150, 1000])
-    p = _dicom(tmp_path / "ct.dcm", np.tile(hu + 1024, (2, 1)).astype(np.uint16),
-               window=(-600, 1500), rescale=(1, -1024))
+    p = _dicom(
+        tmp_path / "ct.dcm",
+        np.tile(hu + 1024, (2, 1)).astype(np.uint16),
+        window=(-600, 1500),
+        rescale=(1, -1024),
+    )
     out = np.asarray(load_image(p))[0, :, 0].astype(int)
     # window -1350..150 HU: -1000 -> 350/1500 of the range
     assert abs(out[0] - 60) <= 1 and abs(out[1] - 128) <= 1 and out[2] >= 254 and out[3] == 255
@@ -330,6 +357,7 @@ def test_dicom_garbage(tmp_path):
 
 # ---------------------------------------------------------------- validate and preview
 
+
 def test_validate_does_not_decode(tmp_path, monkeypatch):
     p = tmp_path / "a.png"
     Image.fromarray(_gradient_rgb()).save(p)
@@ -352,7 +380,9 @@ def test_validate_empty_and_odd_inputs(tmp_path):
 
 def test_validate_is_fast(tmp_path):
     p = tmp_path / "big.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), dtype=np.uint8)).save(p, compress_level=1)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), dtype=np.uint8)).save(
+        p, compress_level=1
+    )
     t = time.perf_counter()
     for _ in range(20):
         assert validate_image_path(p) is None

@@ -165,7 +165,9 @@ def test_partial_vitals_score_what_is_present_and_say_so():
 
 
 def test_full_reason_lists_every_parameter():
-    risk = score_risk(vitals(**{**NORMAL, "respiratory_rate": 24, "spo2": 93, "on_oxygen": True, "heart_rate": 96}))
+    risk = score_risk(
+        vitals(**{**NORMAL, "respiratory_rate": 24, "spo2": 93, "on_oxygen": True, "heart_rate": 96})
+    )
     assert risk.news2.score == 7 and risk.news2.band == "High"
     assert risk.reasons[0] == (
         "NEWS2 7 (High): RR 24 → 2, SpO2 93% → 2, oxygen → 2, SBP 128 → 0, HR 96 → 1, "
@@ -198,7 +200,9 @@ def test_qsofa_edges(values, score, points):
     risk = score_risk(vitals(**values))
     assert risk.qsofa.score == score
     assert risk.qsofa.points == points
-    assert risk.qsofa.missing == [p for p in ("respiratory_rate", "altered_mentation", "systolic_bp") if p not in points]
+    assert risk.qsofa.missing == [
+        p for p in ("respiratory_rate", "altered_mentation", "systolic_bp") if p not in points
+    ]
 
 
 def test_qsofa_none_without_its_parameters():
@@ -209,7 +213,10 @@ def test_qsofa_none_without_its_parameters():
 
 def test_qsofa_reason():
     risk = score_risk(vitals(respiratory_rate=24, systolic_bp=95, consciousness="A"))
-    assert "qSOFA 2 of 3: RR 24 ≥ 22 → 1, mentation not altered (consciousness A) → 0, SBP 95 ≤ 100 → 1" in risk.reasons
+    assert (
+        "qSOFA 2 of 3: RR 24 ≥ 22 → 1, mentation not altered (consciousness A) → 0, SBP 95 ≤ 100 → 1"
+        in risk.reasons
+    )
 
 
 # --- from the note, end to end ------------------------------------------------------

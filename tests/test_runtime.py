@@ -81,9 +81,7 @@ def test_gemma_turn_format_is_applied_when_the_template_is_missing(gemma):
         {"role": "user", "content": "Note: cough."},
     ]
     prompt = gemma.format_prompt(messages)
-    assert prompt == (
-        "<start_of_turn>user\nBe careful.\n\nNote: cough.<end_of_turn>\n<start_of_turn>model\n"
-    )
+    assert prompt == ("<start_of_turn>user\nBe careful.\n\nNote: cough.<end_of_turn>\n<start_of_turn>model\n")
     tokens = gemma.tokenize(prompt)
     start_of_turn = gemma.llm.tokenize(b"<start_of_turn>", add_bos=False, special=True)
     assert len(start_of_turn) == 1, "turn markers must be single special tokens"

@@ -139,7 +139,9 @@ def test_model_findings_are_checked_against_the_note(generated) -> None:
 def test_model_heart_rate_is_checked_against_the_note(generated) -> None:
     """The model's stated heart rate passes only when it is the note's value."""
     said = generated["hr"]
-    findings, flags = check_findings([ModelFinding(finding=f"Heart rate {said.strip()[:40]}", evidence=said[:160])], NOTE, [])
+    findings, flags = check_findings(
+        [ModelFinding(finding=f"Heart rate {said.strip()[:40]}", evidence=said[:160])], NOTE, []
+    )
     if "112" in said and not any(ch.isdigit() for ch in said.replace("112", "")):
         assert findings[0].supported, findings[0].reason
     else:

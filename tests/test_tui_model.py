@@ -14,7 +14,9 @@ from tui.widgets.result_card import FindingList, ResultCard, RiskBadge
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream_view import StreamView
 
-NOTE = "72 y man, cough and fever 2 days. RR 26, SpO2 91% on room air, BP 95/60, HR 118, T 38.9. New confusion."
+NOTE = (
+    "72 y man, cough and fever 2 days. RR 26, SpO2 91% on room air, BP 95/60, HR 118, T 38.9. New confusion."
+)
 
 
 async def test_stream_cancel_and_run_again_on_the_real_model():

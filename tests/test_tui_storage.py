@@ -61,7 +61,9 @@ def test_history_migrates_uses_wal_and_lists_newest_first():
     assert history.version == len(MIGRATIONS)
     mode = sqlite3.connect(history.path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
-    first = history.add("note one", _assessment(), vitals={"rr": 28}, model="demo", timings={"tokens_per_s": 9.0})
+    first = history.add(
+        "note one", _assessment(), vitals={"rr": 28}, model="demo", timings={"tokens_per_s": 9.0}
+    )
     second = history.add("note two", _assessment())
     entries = history.recent()
     assert [entry.id for entry in entries] == [second, first]

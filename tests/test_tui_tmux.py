@@ -22,7 +22,9 @@ SOCKET = f"medgemma-test-{uuid.uuid4().hex[:8]}"  # a private tmux server, apart
 
 
 def _tmux(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([TMUX, "-L", SOCKET, *args], check=check, capture_output=True, text=True, timeout=10)
+    return subprocess.run(
+        [TMUX, "-L", SOCKET, *args], check=check, capture_output=True, text=True, timeout=10
+    )
 
 
 def _wait_for_screen(session: str, predicate, timeout: float) -> str:
@@ -36,7 +38,9 @@ def _wait_for_screen(session: str, predicate, timeout: float) -> str:
     raise AssertionError(f"screen never matched within {timeout}s; last screen:\n{screen}")
 
 
-@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install -y tmux); .ci/run installs it")
+@pytest.mark.skipif(
+    TMUX is None, reason="tmux is not installed (apt-get install -y tmux); .ci/run installs it"
+)
 @pytest.mark.skipif(not PROGRAM.exists(), reason=f"console script missing: {PROGRAM} (pip install -e .)")
 def test_real_program_in_tmux(isolated_data_dir):
     session = f"medgemma-{uuid.uuid4().hex[:8]}"
@@ -58,7 +62,9 @@ def test_real_program_in_tmux(isolated_data_dir):
         assert DISCLAIMER in screen and "RISK: HIGH" in screen and "rules only" not in screen
         _tmux("send-keys", "-t", session, "C-q")
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _tmux("has-session", "-t", session, check=False).returncode == 0:
+        while (
+            time.monotonic() < deadline and _tmux("has-session", "-t", session, check=False).returncode == 0
+        ):
             time.sleep(0.2)
         assert _tmux("has-session", "-t", session, check=False).returncode != 0, "the program did not quit"
     finally:

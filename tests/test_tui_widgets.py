@@ -163,7 +163,17 @@ async def test_vitals_form_gives_engine_vitals():
 
 
 async def test_vitals_form_values_round_trip_for_drafts():
-    raw = {"age": "71", "sex": "F", "rr": "22", "spo2": "93", "sbp": "101", "hr": "118", "temp": "38.4", "acvpu": "A", "o2": "1"}
+    raw = {
+        "age": "71",
+        "sex": "F",
+        "rr": "22",
+        "spo2": "93",
+        "sbp": "101",
+        "hr": "118",
+        "temp": "38.4",
+        "acvpu": "A",
+        "o2": "1",
+    }
     app = HostApp(lambda: VitalsForm(id="vitals"))
     async with app.run_test():
         form = app.query_one(VitalsForm)
@@ -194,10 +204,16 @@ async def test_stream_redraws_are_throttled_with_a_trailing_update():
         started = time.monotonic()
         for word in words:
             stream.append(word)
-        await wait_until(pilot, lambda: stream.shown_text.replace("\n", "").replace(" ", "") == "".join(words).replace(" ", ""))
+        await wait_until(
+            pilot,
+            lambda: stream.shown_text.replace("\n", "").replace(" ", "") == "".join(words).replace(" ", ""),
+        )
         elapsed = time.monotonic() - started
         assert stream.redraw_count <= MAX_REDRAWS_PER_S * elapsed + 2
-        assert stream.scroll_offset.y > 0 and stream.scroll_offset.y + stream.scrollable_content_region.height >= len(stream._lines)  # follows the tail
+        assert (
+            stream.scroll_offset.y > 0
+            and stream.scroll_offset.y + stream.scrollable_content_region.height >= len(stream._lines)
+        )  # follows the tail
 
 
 async def test_stream_headings_and_messages():
@@ -229,7 +245,9 @@ def _assessment(note: str) -> Assessment:
         recommendations=["Repeat observations within 1 hour", "Senior review"],
         clinical_notes=f"Notes. {DISCLAIMER}",
         findings=[
-            Finding(text="Raised respiratory rate", evidence="RR 28", supported=True, span=(start, start + 5)),
+            Finding(
+                text="Raised respiratory rate", evidence="RR 28", supported=True, span=(start, start + 5)
+            ),
             Finding(text="Chest pain", evidence="", supported=False, source="none"),
         ],
         risk=risk,

@@ -60,6 +60,7 @@ def model(model_dir):
 
 # ---------------------------------------------------------------- preprocessing
 
+
 def test_preprocess_shape_and_normalisation():
     im = Image.new("RGB", (300, 200), (255, 0, 128))
     x = preprocess(im)
@@ -95,7 +96,9 @@ def test_preprocess_matches_open_clip(size):
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w]
     arr = np.stack([(xx * 7 + yy) % 256, (yy * 3) % 256, rng.integers(0, 256, (h, w))], -1).astype(np.uint8)
-    images = [Image.fromarray(arr)] + [s.resize(size, Image.Resampling.BILINEAR) for s in structured_images(2, seed=w)]
+    images = [Image.fromarray(arr)] + [
+        s.resize(size, Image.Resampling.BILINEAR) for s in structured_images(2, seed=w)
+    ]
     for im in images:
         assert im.size == size
         ours = preprocess(im)
@@ -110,6 +113,7 @@ def test_preprocess_converts_non_rgb():
 
 
 # ---------------------------------------------------------------- loading
+
 
 def _load_error(path, **kw) -> str:
     with pytest.raises(VisionModelError) as info:
@@ -178,6 +182,7 @@ def test_threads_and_provider(model):
 
 # ---------------------------------------------------------------- embeddings and zero-shot
 
+
 def test_embed_normalised_and_batch_consistent(model, ref_images, tmp_path):
     images = structured_images(11, seed=5)
     batch = model.embed(images)
@@ -240,6 +245,7 @@ def test_describe(model):
 
 # ---------------------------------------------------------------- linear probe
 
+
 def _labelled_folder(root: Path, n: int = 6) -> Path:
     images = structured_images(2 * n, seed=3)
     for i, im in enumerate(images):
@@ -280,7 +286,11 @@ def test_train_probe_and_use_it(fresh_dir, tmp_path):
 
     with np.load(fresh_dir / "probe.npz", allow_pickle=False) as z:
         clf = LogisticRegression()
-        clf.coef_, clf.intercept_, clf.classes_ = z["coef"].astype(float), z["intercept"].astype(float), z["classes"]
+        clf.coef_, clf.intercept_, clf.classes_ = (
+            z["coef"].astype(float),
+            z["intercept"].astype(float),
+            z["classes"],
+        )
     emb = m.embed(test_images)
     assert np.allclose(clf.predict_proba(emb.astype(float)), m.probe.predict_proba(emb), atol=1e-5)
 
@@ -335,7 +345,9 @@ def test_probe_needs_two_classes(fresh_dir, tmp_path):
 def test_probe_cli(fresh_dir, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     probe_cli.add_arguments(parser)
-    args = parser.parse_args(["--model-dir", str(fresh_dir), "--images", str(_labelled_folder(tmp_path / "t"))])
+    args = parser.parse_args(
+        ["--model-dir", str(fresh_dir), "--images", str(_labelled_folder(tmp_path / "t"))]
+    )
     assert probe_cli.main(args) == 0
     assert "linear probe on 12 images" in capsys.readouterr().out
     args = parser.parse_args(["--model-dir", str(tmp_path / "none"), "--images", str(tmp_path)])

@@ -310,6 +310,7 @@ def test_history_does_not_hide_current_values():
 
 # --- last mention wins, with its span ---------------------------------------------------
 
+
 def test_last_value_wins_and_keeps_its_span():
     note = "On arrival HR 130, RR 28. After fluids HR 96, RR 20."
     vs = extract_vitals(note)
@@ -378,9 +379,12 @@ def test_ranges_are_not_read_as_values(note):
 
 # --- the form --------------------------------------------------------------------------
 
+
 def test_form_value_wins_over_the_note():
     note = "RR 18, SpO2 97% on air, HR 80, T 37.0, alert."
-    merged = merge_vitals(extract_vitals(note), Vitals(respiratory_rate=24, on_oxygen=True, consciousness="C"))
+    merged = merge_vitals(
+        extract_vitals(note), Vitals(respiratory_rate=24, on_oxygen=True, consciousness="C")
+    )
     assert merged.respiratory_rate == Reading(24, "form", None, "24")
     assert merged.on_oxygen == Reading(True, "form", None, "True")
     assert merged.consciousness.value == "C" and merged.consciousness.source == "form"
@@ -398,7 +402,15 @@ def test_form_fills_what_the_note_lacks():
 
 @pytest.mark.parametrize(
     ("word", "letter"),
-    [("A", "A"), ("alert", "A"), ("Confused", "C"), ("new confusion", "C"), ("V", "V"), ("pain", "P"), ("U", "U")],
+    [
+        ("A", "A"),
+        ("alert", "A"),
+        ("Confused", "C"),
+        ("new confusion", "C"),
+        ("V", "V"),
+        ("pain", "P"),
+        ("U", "U"),
+    ],
 )
 def test_form_consciousness_words(word, letter):
     merged = merge_vitals(VitalSigns(), Vitals(consciousness=word))

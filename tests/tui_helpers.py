@@ -11,7 +11,9 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 
 
-async def wait_until(pilot: Pilot, predicate: Callable[[], object], timeout: float = 10.0, step: float = 0.05):
+async def wait_until(
+    pilot: Pilot, predicate: Callable[[], object], timeout: float = 10.0, step: float = 0.05
+):
     """Poll `predicate` while the app runs; return its first truthy value or fail after `timeout` s.
 
     Polls with a plain sleep. `pilot.pause()` here made the model worker (a separate
@@ -23,7 +25,9 @@ async def wait_until(pilot: Pilot, predicate: Callable[[], object], timeout: flo
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout:.1f}s: {getattr(predicate, '__name__', predicate)}")
+            raise AssertionError(
+                f"condition not met within {timeout:.1f}s: {getattr(predicate, '__name__', predicate)}"
+            )
         await asyncio.sleep(step)
 
 

@@ -58,6 +58,7 @@ def write_open_clip_dir(path: Path, *, full: bool, seed: int = 0, save_weights: 
 
 # ---------------------------------------------------------------- torch-free model dir
 
+
 def _tiny_onnx(path: Path, dim: int, seed: int, size: int = 224, patch: int = 16) -> None:
     """pixel_values (N,3,S,S) -> avg-pool patches -> flatten -> MatMul + bias -> tanh -> MatMul -> (N,dim)."""
     import onnx
@@ -69,7 +70,9 @@ def _tiny_onnx(path: Path, dim: int, seed: int, size: int = 224, patch: int = 16
     b1 = rng.normal(0, 0.1, 256).astype(np.float32)
     w2 = rng.normal(0, 1 / 16, (256, dim)).astype(np.float32)
     nodes = [
-        helper.make_node("AveragePool", ["pixel_values"], ["pooled"], kernel_shape=[patch, patch], strides=[patch, patch]),
+        helper.make_node(
+            "AveragePool", ["pixel_values"], ["pooled"], kernel_shape=[patch, patch], strides=[patch, patch]
+        ),
         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
         helper.make_node("MatMul", ["flat", "w1"], ["h"]),
         helper.make_node("Add", ["h", "b1"], ["hb"]),
@@ -81,7 +84,11 @@ def _tiny_onnx(path: Path, dim: int, seed: int, size: int = 224, patch: int = 16
         "tiny_vision",
         [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, size, size])],
         [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["batch", dim])],
-        initializer=[numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"), numpy_helper.from_array(w2, "w2")],
+        initializer=[
+            numpy_helper.from_array(w1, "w1"),
+            numpy_helper.from_array(b1, "b1"),
+            numpy_helper.from_array(w2, "w2"),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -124,8 +131,14 @@ def make_onnx_model_dir(
         "files": {onnx_path.name: sha256_file(onnx_path), "labels.npy": sha256_file(path / "labels.npy")},
         "embed_dim": dim,
         "opset": 17,
-        "preprocess": {"image_size": 224, "mean": list(CLIP_MEAN), "std": list(CLIP_STD),
-                       "resize_mode": "shortest", "interpolation": "bicubic", "crop": "center"},
+        "preprocess": {
+            "image_size": 224,
+            "mean": list(CLIP_MEAN),
+            "std": list(CLIP_STD),
+            "resize_mode": "shortest",
+            "interpolation": "bicubic",
+            "crop": "center",
+        },
         "logit_scale": logit_scale,
         "prompt_template": "this is a photo of {label}",
         "labels": list(labels),

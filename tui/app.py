@@ -559,7 +559,9 @@ class MedGemmaApp(App[int]):
         from engine.vitals import extract_vitals, merge_vitals
 
         try:
-            risk = await asyncio.to_thread(lambda: score_risk(merge_vitals(extract_vitals(note[:200_000]), vitals)))
+            risk = await asyncio.to_thread(
+                lambda: score_risk(merge_vitals(extract_vitals(note[:200_000]), vitals))
+            )
         except Exception:  # noqa: BLE001 - live scoring is a convenience; the run scores again
             return
         if not self.running and self.result is None:
@@ -624,7 +626,9 @@ class MedGemmaApp(App[int]):
         now = time.monotonic()
         if draft.note.strip() and self.result is None and now - self._new_case_armed_at > NEW_CASE_CONFIRM_S:
             self._new_case_armed_at = now
-            self.notify("This note has not been assessed. Press Ctrl+N again to clear it.", severity="warning")
+            self.notify(
+                "This note has not been assessed. Press Ctrl+N again to clear it.", severity="warning"
+            )
             return
         self._new_case_armed_at = 0.0
         self.result = None
@@ -646,7 +650,9 @@ class MedGemmaApp(App[int]):
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
             keys = self._keymap.get(binding.id or "", binding.key)
-            rows.append(f"| `{keys.replace(',', '` or `')}` | {ACTION_HELP.get(binding.action, binding.description)} |")
+            rows.append(
+                f"| `{keys.replace(',', '` or `')}` | {ACTION_HELP.get(binding.action, binding.description)} |"
+            )
         rows += ["| `ctrl+p` | Command palette: every action by name, themes |"]
         return HELP_INTRO + "\n".join(rows) + "\n" + HELP_OUTRO.format(exports=data_dir() / "exports")
 
@@ -659,11 +665,17 @@ class MedGemmaApp(App[int]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Run assessment", "Analyse the note, image and vitals", self.action_run)
         yield SystemCommand("Cancel assessment", "Stop the running assessment", self.action_cancel)
-        yield SystemCommand("Export", "Write JSON and a Markdown handoff note under exports/", self.action_export)
-        yield SystemCommand("Copy result", "Copy the handoff note to the clipboard (OSC 52)", self.action_copy_result)
+        yield SystemCommand(
+            "Export", "Write JSON and a Markdown handoff note under exports/", self.action_export
+        )
+        yield SystemCommand(
+            "Copy result", "Copy the handoff note to the clipboard (OSC 52)", self.action_copy_result
+        )
         yield SystemCommand("History", "Past assessments", self.action_history)
         yield SystemCommand("New case", "Clear the note, image and vitals", self.action_new_case)
-        yield SystemCommand("Show evidence", "Move to the findings; each selects its evidence", self.action_findings)
+        yield SystemCommand(
+            "Show evidence", "Move to the findings; each selects its evidence", self.action_findings
+        )
         yield SystemCommand("Help", "Keys and how to read the result", self.action_help)
 
     # --- shutdown -----------------------------------------------------------------

@@ -99,16 +99,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", help="path to a GGUF model (default: MEDGEMMA_TUI_MODEL, the config file, else the demo model)")
+    common.add_argument(
+        "--model",
+        help="path to a GGUF model (default: MEDGEMMA_TUI_MODEL, the config file, else the demo model)",
+    )
     common.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     common.add_argument("--ctx", type=int, help="context size in tokens (default 4096)")
     common.add_argument("--gpu-layers", help="'auto' (default), or how many layers to offload to a GPU")
     common.add_argument("--vision-model", help="folder with the INT8 ONNX image model")
 
     generation = argparse.ArgumentParser(add_help=False)
-    generation.add_argument("--json", action="store_true", help="print only the final JSON on stdout; stream to stderr")
-    generation.add_argument("--mode", choices=["assessment", "text"], default="assessment",
-                            help="structured assessment (default) or free text")
+    generation.add_argument(
+        "--json", action="store_true", help="print only the final JSON on stdout; stream to stderr"
+    )
+    generation.add_argument(
+        "--mode",
+        choices=["assessment", "text"],
+        default="assessment",
+        help="structured assessment (default) or free text",
+    )
     generation.add_argument("--max-tokens", type=int, default=1024)
     generation.add_argument("--temperature", type=float, default=0.0)
     generation.add_argument("--seed", type=int, default=0)
@@ -129,10 +138,14 @@ def _parser() -> argparse.ArgumentParser:
 
     from models import export_vision, probe
 
-    export = commands.add_parser("export-vision", help="export BiomedCLIP's vision tower to INT8 ONNX (needs the export extra)")
+    export = commands.add_parser(
+        "export-vision", help="export BiomedCLIP's vision tower to INT8 ONNX (needs the export extra)"
+    )
     export_vision.add_arguments(export)
     export.set_defaults(handler=export_vision.main)
-    train = commands.add_parser("train-probe", help="train a linear probe on labelled images for the image model")
+    train = commands.add_parser(
+        "train-probe", help="train a linear probe on labelled images for the image model"
+    )
     probe.add_arguments(train)
     train.set_defaults(handler=probe.main)
     return parser
@@ -220,8 +233,13 @@ async def _stream_one(engine, request: AnalysisRequest, out: Output) -> tuple[in
                 for reason in risk.reasons:
                     out.note(f"rules: {reason}")
             case ImageAnalysed(findings=findings, error=error):
-                out.note(f"image: {error}" if error else "image: " + ", ".join(
-                    f"{f.label} {f.probability:.0%}" for f in findings) + " (image-text similarity, not a diagnosis)")
+                out.note(
+                    f"image: {error}"
+                    if error
+                    else "image: "
+                    + ", ".join(f"{f.label} {f.probability:.0%}" for f in findings)
+                    + " (image-text similarity, not a diagnosis)"
+                )
             case PromptPrepared() as prompt:
                 if prompt.note_truncated:
                     out.note(
@@ -232,8 +250,11 @@ async def _stream_one(engine, request: AnalysisRequest, out: Output) -> tuple[in
                 out.stream(text)
             case FieldDelta(name=name, text=text) if name in STREAMED_FIELDS:
                 if name != current_field:
-                    out.stream(f"\n{STREAMED_FIELDS[name]} (model, unchecked):\n" if current_field else
-                               f"{STREAMED_FIELDS[name]} (model, unchecked):\n")
+                    out.stream(
+                        f"\n{STREAMED_FIELDS[name]} (model, unchecked):\n"
+                        if current_field
+                        else f"{STREAMED_FIELDS[name]} (model, unchecked):\n"
+                    )
                     current_field = name
                 out.stream(text)
             case FieldCompleted():

@@ -38,9 +38,15 @@ def run_doctor(settings: Settings) -> int:
         row("AMX", "this build uses AMX; its repacked weights are turned off (llama.cpp#20824)")
 
     section("Hardware")
-    row("threads", f"{settings.threads or physical_cores()} ({'set' if settings.threads else 'physical cores'})")
+    row(
+        "threads",
+        f"{settings.threads or physical_cores()} ({'set' if settings.threads else 'physical cores'})",
+    )
     memory = memory_summary()
-    row("memory", f"{memory['available_bytes'] / 2**30:.1f} GiB free of {memory['total_bytes'] / 2**30:.1f} GiB")
+    row(
+        "memory",
+        f"{memory['available_bytes'] / 2**30:.1f} GiB free of {memory['total_bytes'] / 2**30:.1f} GiB",
+    )
 
     section("Files")
     row("config file", f"{config_path()} ({'present' if config_path().exists() else 'absent'})")
@@ -75,8 +81,11 @@ def run_doctor(settings: Settings) -> int:
 
     section("Image model")
     if settings.vision_model is None:
-        row("vision model", "none installed (images are refused with a clear message); "
-            "create one with `medgemma-tui export-vision` on a machine with the export extra")
+        row(
+            "vision model",
+            "none installed (images are refused with a clear message); "
+            "create one with `medgemma-tui export-vision` on a machine with the export extra",
+        )
     else:
         from models.vision import VisionModel, VisionModelError
 

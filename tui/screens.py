@@ -128,7 +128,9 @@ class HistoryScreen(ModalScreen[None]):
         with Vertical():
             yield Label("History — ↑↓ choose · Esc close", id="history-hint")
             with Horizontal():
-                yield OptionList(*(Option(history_prompt(entry)) for entry in self.entries), id="history-list")
+                yield OptionList(
+                    *(Option(history_prompt(entry)) for entry in self.entries), id="history-list"
+                )
                 yield Markdown(id="history-detail")
 
     def on_mount(self) -> None:

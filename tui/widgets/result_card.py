@@ -195,13 +195,16 @@ class ResultCard(VerticalScroll):
         self.assessment = assessment
         self.query_one(RiskBadge).show(assessment.risk_level, provisional=False)
         reasons = self.query_one("#risk-reasons", Static)
-        reasons._shown_text = "\n".join(f"• {reason}" for reason in assessment.risk.reasons) or "• no rule-based reasons"
+        reasons._shown_text = (
+            "\n".join(f"• {reason}" for reason in assessment.risk.reasons) or "• no rule-based reasons"
+        )
         reasons.update(reasons._shown_text)
         summary = self.query_one("#summary", Static)
         summary.set_class(not assessment.summary, "-empty")
         summary.update(assessment.summary or "(no summary)")
         findings = assessment.findings or [
-            Finding(text=text, evidence="", supported=False, source="none") for text in assessment.key_findings
+            Finding(text=text, evidence="", supported=False, source="none")
+            for text in assessment.key_findings
         ]
         self.query_one(FindingList).show(findings)
         self.query_one("#recommendations", Static).update(
