@@ -22,7 +22,7 @@ def median(values: list[float]) -> float:
 
 
 def ratio_line(label: str, numerator: list[float], denominator: list[float], goal: str) -> str:
-    paired = [a / b for a, b in zip(numerator, denominator) if b]
+    paired = [a / b for a, b in zip(numerator, denominator, strict=True) if b]
     return (
         f"{label}: median of paired ratios {median(paired):.3f} "
         f"(rounds: {', '.join(f'{r:.3f}' for r in paired)}; goal {goal})"

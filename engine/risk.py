@@ -66,9 +66,13 @@ def chart_points(rows: Rows, value: float) -> int:
         if (low is None or value >= low) and (high is None or value <= high):
             return points
         following = rows[i + 1] if i + 1 < len(rows) else None
-        if following is not None and high is not None and following[0] is not None:
-            if high < value < following[0]:
-                return max(points, following[2])
+        if (
+            following is not None
+            and high is not None
+            and following[0] is not None
+            and high < value < following[0]
+        ):
+            return max(points, following[2])
     raise ValueError(f"{value} is outside the chart")  # unreachable: the rows are unbounded at both ends
 
 

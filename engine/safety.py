@@ -61,8 +61,8 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -877,7 +877,7 @@ def _stems_match(a: str, b: str) -> bool:
     if len(short) >= 5 and long_.startswith(short):
         return True
     common = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         common += 1
@@ -1473,9 +1473,9 @@ def _image_match(f: ModelFinding, image_findings: Iterable[ImageFinding]) -> Ima
         label_stems = _content_words(img.label)
         if not label_stems:
             continue
-        if all(any(_stems_match(ls, ts) for ts in text_stems) for ls in label_stems):
-            if best is None or img.probability > best.probability:
-                best = img
+        matches = all(any(_stems_match(ls, ts) for ts in text_stems) for ls in label_stems)
+        if matches and (best is None or img.probability > best.probability):
+            best = img
     return best
 
 

@@ -267,7 +267,7 @@ class LlamaRuntime:
         """Evaluate the prompt, reusing the cached prefix of the last prompt."""
         lib, llm = self._llama_cpp, self.llm
         cached = 0
-        for old, new in zip(llm.input_ids[: llm.n_tokens], prompt_tokens[:-1]):
+        for old, new in zip(llm.input_ids[: llm.n_tokens], prompt_tokens[:-1], strict=False):
             if old != new:
                 break
             cached += 1

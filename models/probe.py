@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +87,7 @@ def train_probe(
     paths, labels, skipped = _collect(images_dir)
 
     embeddings, kept = [], []
-    for path, label in zip(paths, labels):
+    for path, label in zip(paths, labels, strict=True):
         try:
             embeddings.append(model.embed([load_image(path)])[0])
             kept.append(label)
@@ -126,7 +126,7 @@ def train_probe(
     tmp_npz.replace(npz_path)
     meta = {
         "format": "medgemma-vision-probe/1",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "classes": classes.tolist(),
         "counts": counts,
         "npz_sha256": sha256_file(npz_path),

@@ -23,9 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -126,7 +127,7 @@ class LinearProbe:
         return _softmax(logits)
 
     @classmethod
-    def load(cls, model_dir: Path, model_shas: Iterable[str]) -> "LinearProbe":
+    def load(cls, model_dir: Path, model_shas: Iterable[str]) -> LinearProbe:
         meta_path = model_dir / PROBE_JSON
         npz_path = model_dir / PROBE_NPZ
         try:
@@ -206,7 +207,7 @@ class VisionModel:
         variant: str = "int8",
         providers: Sequence[str] | None = None,
         verify: bool = True,
-    ) -> "VisionModel":
+    ) -> VisionModel:
         """Open `model_dir`; raise `VisionModelError` with a one-line reason on any problem."""
         model_dir = Path(model_dir)
         if not model_dir.exists():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-
 from conftest import REPO, collect
+
 from engine.assessment import parse_answer
 from engine.config import Settings
 from engine.engine import Engine

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO
+
 from engine.schema import DISCLAIMER, Assessment
 
 pytestmark = pytest.mark.timeout(600)

@@ -7,8 +7,8 @@ import os
 import signal
 
 import pytest
-
 from conftest import collect
+
 from engine.config import Settings
 from engine.engine import Engine
 from engine.events import (

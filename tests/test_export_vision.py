@@ -16,14 +16,13 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from vision_fixtures import structured_images, write_open_clip_dir
 
 from models import export_vision as ev
 from models.vision import VisionModel, preprocess, sha256_file
-from vision_fixtures import structured_images, write_open_clip_dir
 
 SEED_INT8_MB = 84  # the seed's INT8 model size
 SIZE_LIMIT_BYTES = 90 * 1000 * 1000
@@ -237,6 +236,7 @@ def test_full_size_fidelity_on_fresh_images(full_export):
         for im, size in zip(
             structured_images(12, seed=123, size=320),
             [(320, 320), (512, 384), (384, 512), (300, 700)] * 3,
+            strict=True,
         )
     ]
     e32 = fp32.embed(images)

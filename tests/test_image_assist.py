@@ -8,13 +8,13 @@ weights, which cannot be downloaded on this machine.
 from __future__ import annotations
 
 import pytest
-
 from conftest import collect
+from vision_fixtures import make_onnx_model_dir, structured_images
+
 from engine.config import Settings
 from engine.engine import Engine
 from engine.events import AnalysisRequest, Finished, ImageAnalysed, PhaseChanged
 from engine.prompts import PromptContext, build_messages
-from vision_fixtures import make_onnx_model_dir, structured_images
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -124,7 +124,7 @@ def test_model_findings_are_checked_against_the_note(generated) -> None:
     findings, flags = check_findings(items, NOTE, [])
     assert len(findings) == len(items)
     flagged = {f.text for f in flags if f.kind in ("unsupported-finding", "contradicted-finding")}
-    for item, finding in zip(items, findings):
+    for item, finding in zip(items, findings, strict=True):
         assert 0.0 <= finding.support_score <= 1.0
         assert finding.reason
         if finding.supported:

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from vision_fixtures import make_onnx_model_dir, structured_images
 
+from models import probe as probe_cli
 from models.images import ImageError
 from models.probe import ProbeError, remove_probe, train_probe
-from models import probe as probe_cli
 from models.vision import (
     CLIP_MEAN,
     CLIP_STD,
@@ -32,7 +33,6 @@ from models.vision import (
     preprocess,
     sha256_file,
 )
-from vision_fixtures import make_onnx_model_dir, structured_images
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["xray a", "skin a", "xray b", "skin b"]

@@ -13,8 +13,8 @@ random-weight ones, not BiomedCLIP's.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -36,8 +36,8 @@ PREPROCESS_CFG = {"mean": list(CLIP_MEAN), "std": list(CLIP_STD)}
 
 def write_open_clip_dir(path: Path, *, full: bool, seed: int = 0, save_weights: bool = True) -> Path:
     """An open_clip model directory (config + random weights) loadable as ``local-dir:``."""
-    import torch
     import open_clip
+    import torch
 
     path.mkdir(parents=True, exist_ok=True)
     cfg = {

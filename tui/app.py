@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, TextArea
 
@@ -407,7 +407,6 @@ class MedGemmaApp(App[int]):
             stream.append(str(value))
 
     def _finish(self, event: Finished, request: AnalysisRequest) -> None:
-        stream = self.query_one(StreamView)
         status = self.query_one(StatusBar)
         self._refresh_speed(event.timings)
         status.set_phase(f"done in {event.timings.total_s:.1f}s")

@@ -16,7 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
-from engine.config import ConfigError, Settings, config_path
+from engine.config import ConfigError, Settings
 from engine.events import (
     AnalysisRequest,
     Cancelled,

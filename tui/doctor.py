@@ -20,11 +20,11 @@ reads images with the BiomedCLIP encoder, not MedGemma's own image input.
 
 
 def run_doctor(settings: Settings) -> int:
+    import llama_cpp
+
     from models.gguf import GgufError, read_gguf
     from models.hardware import gpu_offload_supported, memory_summary, physical_cores
     from models.llm import build_has_amx
-
-    import llama_cpp
 
     problems = 0
     section("Software")
