@@ -43,7 +43,7 @@ def parse_answer(text: str) -> tuple[ModelAnswer, bool]:
     stream = JsonFieldStream()
     stream.feed(text)
     fields = neutralise_tree(stream.fields)
-    findings = []
+    findings: list[ModelFinding] = []
     for item in fields.get("key_findings") or []:
         try:
             findings.append(ModelFinding.model_validate(item))
@@ -54,13 +54,15 @@ def parse_answer(text: str) -> tuple[ModelAnswer, bool]:
         reasoning=_text(fields.get("reasoning")),
         summary=_text(fields.get("summary")),
         key_findings=findings,
-        risk_level=level if level in ("Low", "Moderate", "High") else None,
+        # model_construct skips validation on purpose: a cut-off answer may have no risk level yet,
+        # which pydantic's plugin types as required.
+        risk_level=level if level in ("Low", "Moderate", "High") else None,  # type: ignore[arg-type]
         recommendations=[r for r in fields.get("recommendations") or [] if isinstance(r, str)],
     )
     return partial, False
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, Final, Literal, TypeAlias
 
 from engine import assessment as assessment_builder
 from engine.config import Settings, cache_dir
@@ -33,7 +34,6 @@ from engine.events import (
     FieldDelta,
     Finished,
     ImageAnalysed,
-    ModelInfo,
     ModelLoaded,
     ModelLoading,
     PhaseChanged,
@@ -45,19 +45,22 @@ from engine.events import (
 from engine.jsonstream import JsonFieldStream
 from engine.prompts import PromptContext
 from engine.risk import score_risk
-from engine.schema import ModelAnswer
+from engine.schema import ImageFinding, ModelAnswer
 from engine.text import neutralise, neutralise_tree
 from engine.vitals import extract_vitals, merge_vitals
-from engine.worker import Job, worker_main
+from engine.worker import Job, WorkerCommand, WorkerReply, worker_main
+from models.info import ModelInfo
 
 MAX_NOTE_CHARS = 200_000
-_WORKER_DIED = "worker-died"
+_WORKER_DIED: Final = "worker-died"
+# What the reader thread puts in the inbox when the worker's pipe closes: the exit code.
+_WorkerDied: TypeAlias = tuple[Literal["worker-died"], int | None]
 
 
 class _Worker:
     """One worker process and the thread that forwards its messages to the loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         _start_resource_tracker()
         context = multiprocessing.get_context("spawn")  # never fork a process with threads
         self.conn, child_conn = context.Pipe()
@@ -66,7 +69,7 @@ class _Worker:
         )
         self.process.start()
         child_conn.close()
-        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.inbox: asyncio.Queue[WorkerReply | _WorkerDied] = asyncio.Queue()
         self._loop = loop
         self._send_lock = threading.Lock()
         threading.Thread(target=self._forward, daemon=True, name="medgemma-worker-reader").start()
@@ -74,21 +77,20 @@ class _Worker:
     def _forward(self) -> None:
         while True:
             try:
-                message = self.conn.recv()
+                message: WorkerReply = self.conn.recv()
             except (EOFError, OSError):
                 self.process.join(timeout=5)
-                message = (_WORKER_DIED, self.process.exitcode)
-                self._put(message)
+                self._put((_WORKER_DIED, self.process.exitcode))
                 return
             self._put(message)
 
-    def _put(self, message) -> None:
+    def _put(self, message: WorkerReply | _WorkerDied) -> None:
         try:
             self._loop.call_soon_threadsafe(self.inbox.put_nowait, message)
         except RuntimeError:  # the loop has closed
             pass
 
-    def send(self, message) -> bool:
+    def send(self, message: WorkerCommand) -> bool:
         with self._send_lock:
             try:
                 self.conn.send(message)
@@ -131,7 +133,7 @@ def _start_resource_tracker() -> None:
 
 
 class Engine:
-    def __init__(self, settings: Settings | None = None, vision=None):
+    def __init__(self, settings: Settings | None = None, vision: object = None) -> None:
         self.settings = settings or Settings.resolve()
         self.info: ModelInfo | None = None
         self._vision = vision  # engine.imaging.ImageAssist, loaded lazily
@@ -161,6 +163,7 @@ class Engine:
             yield ModelLoading(str(path), demo)
             if self._worker is None or not self._worker.alive:
                 self._worker = _Worker(asyncio.get_running_loop())
+            worker = self._worker
             from models.llm import LoadSpec
 
             spec = LoadSpec(
@@ -171,9 +174,9 @@ class Engine:
                 demo=demo,
             )
             self.info = None
-            self._worker.send(("load", spec))
+            worker.send(("load", spec))
             while True:
-                message = await self._worker.inbox.get()
+                message = await worker.inbox.get()
                 if message[0] == "loaded":
                     self.info = message[1]
                     yield ModelLoaded(message[1], message[2])
@@ -258,7 +261,8 @@ class Engine:
         if request.id in self._cancelled_requests:  # cancelled while the model was loading
             yield Cancelled("", _timings(None, started))
             return
-        worker = self._worker
+        worker, model_info = self._worker, self.info
+        assert worker is not None and model_info is not None  # ready, or loaded just above
         self._active_job = job.id
         yield PhaseChanged("prompt")
         if not worker.send(("run", job)):
@@ -274,8 +278,7 @@ class Engine:
         try:
             while True:
                 message = await worker.inbox.get()
-                kind = message[0]
-                if kind == _WORKER_DIED:
+                if message[0] == _WORKER_DIED:
                     ended = True
                     self._worker, self.info = None, None
                     yield Failed(
@@ -288,8 +291,8 @@ class Engine:
                     return
                 if len(message) < 2 or message[1] != job.id:
                     continue  # left over from a cancelled request
-                ended = kind in ("cancelled", "error", "done")
-                if kind == "token":
+                ended = message[0] in ("cancelled", "error", "done")
+                if message[0] == "token":
                     text = neutralise(message[2])
                     if not pieces:
                         yield PhaseChanged("reasoning")
@@ -303,17 +306,17 @@ class Engine:
                                     yield PhaseChanged("structuring")
                             elif update.delta:
                                 yield FieldDelta(update.name, neutralise(update.delta))
-                elif kind == "prompt":
-                    info = message[2]
-                    note_truncated = info["dropped_note_tokens"] > 0
+                elif message[0] == "prompt":
+                    prompt = message[2]
+                    note_truncated = prompt["dropped_note_tokens"] > 0
                     yield PromptPrepared(
-                        prompt_tokens=info["prompt_tokens"],
-                        n_ctx=info["n_ctx"],
-                        note_tokens=info["note_tokens"],
+                        prompt_tokens=prompt["prompt_tokens"],
+                        n_ctx=prompt["n_ctx"],
+                        note_tokens=prompt["note_tokens"],
                         note_truncated=note_truncated,
-                        dropped_note_tokens=info["dropped_note_tokens"],
+                        dropped_note_tokens=prompt["dropped_note_tokens"],
                     )
-                elif kind == "cancelled":
+                elif message[0] == "cancelled":
                     yield Cancelled(
                         "".join(pieces),
                         _timings(message[2], started),
@@ -321,34 +324,37 @@ class Engine:
                         tokens_after_cancel=message[2].get("tokens_after_cancel"),
                     )
                     return
-                elif kind == "error":
+                elif message[0] == "error":
                     yield Failed(message[3], message[2], "".join(pieces), _timings(None, started))
                     return
-                elif kind == "done":
+                elif message[0] == "done":
                     timings = _timings(message[2], started)
                     text = "".join(pieces)
                     result = None
                     if fields is not None:
+                        assert risk is not None and image_findings is not None  # assessment mode sets them
                         yield PhaseChanged("checking")
                         result = assessment_builder.build(
                             text=text,
                             note=note,
                             risk=risk,
                             image_findings=image_findings,
-                            model=self.info,
+                            model=model_info,
                             timings=timings,
                             mean_logprob=message[2].get("mean_logprob"),
                             hit_token_limit=message[2].get("stop_reason") == "length",
                             note_truncated=note_truncated,
                         )
-                    yield Finished(text, timings, self.info, result)
+                    yield Finished(text, timings, model_info, result)
                     return
         finally:
             self._active_job = None
             if not ended and worker.alive:
                 worker.send(("cancel", job.id))  # the consumer stopped reading early
 
-    async def _analyse_image(self, request: AnalysisRequest):
+    async def _analyse_image(
+        self, request: AnalysisRequest
+    ) -> tuple[list[ImageFinding], ImageAnalysed | None]:
         if not request.image_path:
             return [], None
         from engine import imaging
@@ -372,7 +378,7 @@ def _check_request(request: AnalysisRequest) -> str | None:
     return None
 
 
-def _timings(worker_timings: dict | None, started: float) -> Timings:
+def _timings(worker_timings: dict[str, Any] | None, started: float) -> Timings:
     worker_timings = worker_timings or {}
     return Timings(
         prompt_tokens=worker_timings.get("prompt_tokens", 0),

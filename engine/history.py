@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from engine.config import data_dir
 from engine.drafts import atomic_write_text
@@ -93,7 +93,7 @@ class History:
 
     @property
     def version(self) -> int:
-        return self._connection.execute("PRAGMA user_version").fetchone()[0]
+        return cast(int, self._connection.execute("PRAGMA user_version").fetchone()[0])
 
     def add(
         self,
@@ -120,7 +120,9 @@ class History:
                     json.dumps(timings or {}),
                 ),
             )
-        return int(cursor.lastrowid)
+        row_id = cursor.lastrowid
+        assert row_id is not None  # set by the INSERT
+        return row_id
 
     def recent(self, limit: int = 100) -> list[HistoryEntry]:
         rows = self._connection.execute(
@@ -142,7 +144,7 @@ class History:
         self._connection.close()
 
 
-def _entry(row: tuple) -> HistoryEntry | None:
+def _entry(row: tuple[Any, ...]) -> HistoryEntry | None:
     try:
         assessment = Assessment.model_validate_json(row[8])
     except ValueError:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.config import Settings
 from engine.schema import ImageFinding
 
+if TYPE_CHECKING:
+    from models.vision import VisionModel
+
 TOP_K = 3
-_models: dict[Path, object] = {}
+_models: dict[Path, VisionModel] = {}
 _models_lock = threading.Lock()
 
 
@@ -36,7 +40,7 @@ def analyse(image_path: str, settings: Settings) -> tuple[list[ImageFinding], st
     return [ImageFinding(**dataclasses.asdict(finding)) for finding in findings], None
 
 
-def _load(model_dir: Path, threads: int | None):
+def _load(model_dir: Path, threads: int | None) -> VisionModel:
     from models.vision import VisionModel
 
     with _models_lock:

@@ -48,7 +48,7 @@ class JsonFieldStream:
                 decoded = self._string_char(char)
                 if decoded is None:
                     continue
-                if decoded is _END:
+                if isinstance(decoded, _EndOfString):
                     self.in_string = False
                     if self.depth == 1 and self.expecting_key:
                         self.key = "".join(self.key_chars)
@@ -106,7 +106,7 @@ class JsonFieldStream:
             updates.append(FieldUpdate(self.key, value=value, complete=True))
         self.key, self.value_start, self.string_value = None, None, False
 
-    def _string_char(self, char: str):
+    def _string_char(self, char: str) -> str | _EndOfString | None:
         """Decode one character inside a string: text, None (pending) or _END."""
         if self.escape is None:
             if char == "\\":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from engine.schema import Assessment
 
 SUPPORTED, UNSUPPORTED = "supported", "NOT SUPPORTED by the note"
@@ -11,7 +13,7 @@ def to_text(assessment: Assessment) -> str:
     return _render(assessment, heading=lambda title: f"\n{title.upper()}\n", bullet="  - ")
 
 
-def _render(a: Assessment, heading, bullet: str) -> str:
+def _render(a: Assessment, heading: Callable[[str], str], bullet: str) -> str:
     lines: list[str] = []
     add = lines.append
     add(heading(f"Risk: {a.risk_level}"))

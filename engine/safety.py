@@ -61,8 +61,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -1098,7 +1099,8 @@ def _vitals(text: str) -> dict[str, list[float]]:
 
 
 # concept stem -> (vital, predicate for "present", predicate for "absent")
-_VITAL_CONCEPTS = {
+_VitalTest = Callable[[float], bool]
+_VITAL_CONCEPTS: dict[str, tuple[str, _VitalTest, _VitalTest]] = {
     "fever": ("t", lambda v: v >= 38.0, lambda v: v < 37.5),
     "tachycardia": ("hr", lambda v: v > 100, lambda v: v <= 90),
     "bradycardia": ("hr", lambda v: v < 60, lambda v: v >= 60),
@@ -1171,7 +1173,7 @@ def _tfidf_similarities(sentences: list[str], queries: list[str]) -> np.ndarray:
         analyzer="char_wb", ngram_range=(3, 5), lowercase=True, sublinear_tf=True, dtype=np.float32
     )
     matrix = vec.fit_transform(sentences + queries)
-    return (matrix[len(sentences) :] @ matrix[: len(sentences)].T).toarray()
+    return cast(np.ndarray, (matrix[len(sentences) :] @ matrix[: len(sentences)].T).toarray())
 
 
 _VITAL_TOKEN = {"t": "t", "hr": "hr", "spo2": "spo2", "rr": "rr", "sbp": "bp"}

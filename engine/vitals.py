@@ -41,7 +41,7 @@ Rules the extractor keeps:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Literal
@@ -172,7 +172,8 @@ def _gcs(g: dict[str, str | None]) -> Value:
 
 
 def _fio2(g: dict[str, str | None]) -> Value:
-    fraction = float(g["f"]) if g.get("f") else float(g["fp"] or 0) / 100
+    fraction_text = g.get("f")
+    fraction = float(fraction_text) if fraction_text else float(g["fp"] or 0) / 100
     if not 0.21 <= fraction <= 1.0:
         raise _Implausible
     return fraction > 0.21
@@ -370,12 +371,12 @@ class _Param:
         parts, self.groups = [], []
         for i, alt in enumerate(alts):
             names = re.findall(r"\(\?P<(\w+)>", alt.pattern)
-            renamed = re.sub(r"\(\?P<(\w+)>", lambda m, i=i: f"(?P<{m.group(1)}_{i}>", alt.pattern)
+            renamed = re.sub(r"\(\?P<(\w+)>", rf"(?P<\g<1>_{i}>", alt.pattern)
             parts.append(f"(?P<alt_{i}>{renamed})")
             self.groups.append([(n, f"{n}_{i}") for n in names])
         self.regex = re.compile("|".join(parts), re.IGNORECASE)
 
-    def matches(self, note: str):
+    def matches(self, note: str) -> Iterator[tuple[re.Match[str], _Alt, dict[str, str | None]]]:
         for m in self.regex.finditer(note):
             i = int((m.lastgroup or "alt_0")[4:])
             groups = {short: m.group(full) for short, full in self.groups[i]}

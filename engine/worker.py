@@ -20,9 +20,29 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
-from engine.prompts import PromptContext, build_messages, fit_note
+from engine.prompts import FittedNote, PromptContext, build_messages, fit_note
+
+if TYPE_CHECKING:
+    from models.info import ModelInfo
+    from models.llm import LlamaRuntime, LoadSpec
+
+# The messages above, as types. Quoted so that models.llm is still imported only inside the worker.
+WorkerCommand: TypeAlias = (
+    "tuple[Literal['load'], LoadSpec]"
+    " | tuple[Literal['run'], Job]"
+    " | tuple[Literal['cancel'], str]"
+    " | tuple[Literal['stop']]"
+)
+WorkerReply: TypeAlias = (
+    "tuple[Literal['loaded'], ModelInfo, float]"
+    " | tuple[Literal['load-failed'], str]"
+    " | tuple[Literal['prompt'], str, dict[str, int]]"
+    " | tuple[Literal['token'], str, str, float | None]"
+    " | tuple[Literal['done', 'cancelled'], str, dict[str, Any]]"
+    " | tuple[Literal['error'], str, str, str]"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,19 +57,34 @@ class Job:
     grammar_schema: dict[str, Any] | None = None
 
 
+class _Progress(TypedDict):
+    """What the reader thread needs to see of the job being decoded."""
+
+    id: str | None
+    event: threading.Event
+    generated: int
+    generated_at_cancel: int | None
+
+
+class _DecodeStats(TypedDict):
+    prompt_tokens: int
+    generated_tokens: int
+    first_token_at: float | None
+    last_token_at: float | None
+
+
 def worker_main(conn: Connection) -> None:
     """Entry point of the worker process."""
-    inbox: queue.Queue = queue.Queue()
+    inbox: queue.Queue[WorkerCommand] = queue.Queue()
     cancelled: set[str] = set()
-    # What the reader thread needs to see of the job being decoded.
-    current = {"id": None, "event": threading.Event(), "generated": 0, "generated_at_cancel": None}
+    current: _Progress = {"id": None, "event": threading.Event(), "generated": 0, "generated_at_cancel": None}
     lock = threading.Lock()
 
     def read_commands() -> None:
         # A separate reader lets a cancel arrive while the main thread decodes.
         while True:
             try:
-                message = conn.recv()
+                message: WorkerCommand = conn.recv()
             except (EOFError, OSError):
                 inbox.put(("stop",))
                 return
@@ -63,23 +98,27 @@ def worker_main(conn: Connection) -> None:
                 inbox.put(message)
 
     threading.Thread(target=read_commands, daemon=True).start()
-    runtime = None
+    runtime: LlamaRuntime | None = None
     while True:
         message = inbox.get()
-        kind = message[0]
-        if kind == "stop":
+        if message[0] == "stop":
             break
-        if kind == "load":
+        if message[0] == "load":
             runtime = _load(conn, message[1])
             continue
-        if kind == "run":
-            job: Job = message[1]
+        if message[0] == "run":
+            job = message[1]
             with lock:
                 event = threading.Event()
                 if job.id in cancelled:
                     event.set()
                 current.update(
-                    id=job.id, event=event, generated=0, generated_at_cancel=0 if event.is_set() else None
+                    {
+                        "id": job.id,
+                        "event": event,
+                        "generated": 0,
+                        "generated_at_cancel": 0 if event.is_set() else None,
+                    }
                 )
             if runtime is None:
                 conn.send(("error", job.id, "bad-model", "no model is loaded"))
@@ -92,7 +131,7 @@ def worker_main(conn: Connection) -> None:
         runtime.close()
 
 
-def _load(conn: Connection, spec):
+def _load(conn: Connection, spec: LoadSpec) -> LlamaRuntime | None:
     from models.llm import LlamaRuntime, ModelLoadError
 
     start = time.perf_counter()
@@ -105,11 +144,18 @@ def _load(conn: Connection, spec):
     return runtime
 
 
-def _run(conn: Connection, runtime, job: Job, cancel: threading.Event, progress: dict) -> None:
+def _run(
+    conn: Connection, runtime: LlamaRuntime, job: Job, cancel: threading.Event, progress: _Progress
+) -> None:
     from models.llm import GenerationAborted, GrammarError, build_grammar
 
     start = time.perf_counter()
-    stats = {"prompt_tokens": 0, "generated_tokens": 0, "first_token_at": None, "last_token_at": None}
+    stats: _DecodeStats = {
+        "prompt_tokens": 0,
+        "generated_tokens": 0,
+        "first_token_at": None,
+        "last_token_at": None,
+    }
 
     def timings() -> dict[str, Any]:
         first, last = stats["first_token_at"], stats["last_token_at"]
@@ -174,7 +220,7 @@ def _run(conn: Connection, runtime, job: Job, cancel: threading.Event, progress:
     conn.send(("done", job.id, result))
 
 
-def _prepare_prompt(runtime, job: Job):
+def _prepare_prompt(runtime: LlamaRuntime, job: Job) -> tuple[list[int], FittedNote]:
     """Build the prompt, fitting the note into what the context leaves free."""
     frame = runtime.format_prompt(build_messages("", job.context, job.mode))
     frame_tokens = len(runtime.tokenize(frame))

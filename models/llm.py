@@ -19,10 +19,12 @@ import codecs
 import ctypes
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
 
@@ -30,9 +32,18 @@ from models.gguf import GgufError, GgufInfo, read_gguf
 from models.hardware import choose_gpu_layers, gpu_offload_supported, physical_cores
 from models.info import ModelInfo
 
+if TYPE_CHECKING:
+    from llama_cpp.llama_cpp import llama_context_p, llama_model_params, llama_token_data_array, llama_vocab_p
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
+
+    LogitsPointer: TypeAlias = ctypes._Pointer[ctypes.c_float]  # llama.cpp's float* to one row of logits
+
 GEMMA_TURN = "<start_of_turn>{role}\n{content}<end_of_turn>\n"
 GEMMA_GENERATION_PROMPT = "<start_of_turn>model\n"
 CANDIDATES_BEFORE_FULL_GRAMMAR = 512
+
+# Chat messages are {"role": ..., "content": ...} dicts; a formatter turns them into one prompt.
+PromptFormatter = Callable[[list[dict[str, str]]], str]
 
 
 class ModelLoadError(Exception):
@@ -84,7 +95,7 @@ def format_gemma_turns(messages: list[dict[str, str]]) -> str:
     return "".join(parts) + GEMMA_GENERATION_PROMPT
 
 
-def build_grammar(schema: dict) -> str:
+def build_grammar(schema: dict[str, Any]) -> str:
     """Convert a JSON schema to GBNF, and prove the conversion really happened.
 
     llama-cpp-python's response_format falls back to plain JSON when conversion
@@ -95,7 +106,7 @@ def build_grammar(schema: dict) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        grammar = json_schema_to_gbnf(json.dumps(schema), prop_order=list(schema.get("properties", {})))
+        grammar: str = json_schema_to_gbnf(json.dumps(schema), prop_order=list(schema.get("properties", {})))
     except Exception as exc:  # the converter raises bare Exceptions
         raise GrammarError(f"JSON schema could not be converted to a grammar: {exc}") from None
     for name in schema.get("properties", {}):
@@ -164,7 +175,7 @@ class LlamaRuntime:
 
     # --- prompts --------------------------------------------------------------
 
-    def _make_formatter(self, template: str | None):
+    def _make_formatter(self, template: str | None) -> PromptFormatter:
         if template:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -172,8 +183,13 @@ class LlamaRuntime:
             eos = vocab.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""
             bos = vocab.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
             jinja = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+            def format_with_template(messages: list[dict[str, str]]) -> str:
+                # Role/content dicts are the chat messages llama-cpp's TypedDicts describe.
+                return jinja(messages=cast("list[ChatCompletionRequestMessage]", messages)).prompt
+
             # The template may write the BOS itself; tokenize() must not add a second one.
-            return lambda messages: jinja(messages=messages).prompt
+            return format_with_template
         if self.gguf.architecture.startswith("gemma"):
             return format_gemma_turns
         raise ModelLoadError(
@@ -280,7 +296,7 @@ class LlamaRuntime:
             llm.eval(prompt_tokens[cached:])
         except RuntimeError as exc:
             llm.n_tokens = 0
-            llm._ctx.kv_cache_clear()
+            llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]  # unannotated in llama-cpp-python
             if cancel.is_set():
                 raise GenerationAborted("prompt") from None
             raise RuntimeError(f"llama.cpp failed while reading the prompt: {exc}") from None
@@ -312,12 +328,12 @@ def silence_llama_logs() -> None:
     llama_cpp.llama_log_set(_silent_log, ctypes.c_void_p(0))
 
 
-def build_has_amx(llama_cpp) -> bool:
+def build_has_amx(llama_cpp: ModuleType) -> bool:
     return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
 
 
 @contextmanager
-def _safe_buffer_types(llama_cpp):
+def _safe_buffer_types(llama_cpp: ModuleType) -> Iterator[None]:
     """Keep weights out of llama.cpp's AMX buffers on builds that have them.
 
     AMX-repacked Q4_K weights segfault in the first decode on some Xeons
@@ -328,9 +344,9 @@ def _safe_buffer_types(llama_cpp):
         yield
         return
     module = llama_cpp.llama_cpp
-    original = module.llama_model_default_params
+    original: Callable[[], llama_model_params] = module.llama_model_default_params
 
-    def without_extra_buffers():
+    def without_extra_buffers() -> llama_model_params:
         params = original()
         params.use_extra_bufts = False
         return params
@@ -346,11 +362,11 @@ def _fallback_format(architecture: str) -> str:
     return "gemma-turns" if architecture.startswith("gemma") else "none"
 
 
-def _logits(logits_ptr, n_vocab: int) -> np.ndarray:
+def _logits(logits_ptr: LogitsPointer, n_vocab: int) -> np.ndarray:
     return np.ctypeslib.as_array(logits_ptr, shape=(n_vocab,))
 
 
-def _logprob(logits_ptr, token: int, n_vocab: int) -> float:
+def _logprob(logits_ptr: LogitsPointer, token: int, n_vocab: int) -> float:
     logits = _logits(logits_ptr, n_vocab)
     peak = float(logits.max())
     return float(logits[token]) - peak - math.log(float(np.exp(logits - peak).sum()))
@@ -359,7 +375,7 @@ def _logprob(logits_ptr, token: int, n_vocab: int) -> float:
 class _ChainSampler:
     """The ordinary sampler: greedy at temperature 0, else top-k/top-p/temperature."""
 
-    def __init__(self, lib, temperature: float, seed: int):
+    def __init__(self, lib: ModuleType, temperature: float, seed: int):
         self._lib = lib
         self.chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         if temperature <= 0:
@@ -370,13 +386,14 @@ class _ChainSampler:
             lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_temp(temperature))
             lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
 
-    def sample(self, ctx) -> int:
-        return self._lib.llama_sampler_sample(self.chain, ctx, -1)
+    def sample(self, ctx: llama_context_p) -> int:
+        return cast(int, self._lib.llama_sampler_sample(self.chain, ctx, -1))
 
-    def choose(self, candidates) -> int:
+    def choose(self, candidates: llama_token_data_array) -> int:
         """Pick from an already-filtered candidate array, as `sample` would."""
         self._lib.llama_sampler_apply(self.chain, ctypes.byref(candidates))
-        token = candidates.data[candidates.selected].id
+        # llama-cpp types the field as c_int32; ctypes reads it as an int.
+        token = cast(int, candidates.data[candidates.selected].id)
         self._lib.llama_sampler_accept(self.chain, token)
         return token
 
@@ -385,7 +402,7 @@ class _ChainSampler:
 
 
 class _GrammarConstraint:
-    def __init__(self, lib, vocab, grammar: str, n_vocab: int):
+    def __init__(self, lib: ModuleType, vocab: llama_vocab_p, grammar: str, n_vocab: int):
         self._lib = lib
         self.sampler = lib.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
         if not self.sampler:
@@ -401,9 +418,9 @@ class _GrammarConstraint:
         self._one[0].id, self._one[0].logit, self._one[0].p = token, 0.0, 0.0
         array = self._lib.llama_token_data_array(self._one, 1, -1, False)
         self._lib.llama_sampler_apply(self.sampler, ctypes.byref(array))
-        return self._one[0].logit != -math.inf
+        return cast(float, self._one[0].logit) != -math.inf
 
-    def check(self, token: int, logits_ptr, chain: _ChainSampler) -> int:
+    def check(self, token: int, logits_ptr: LogitsPointer, chain: _ChainSampler) -> int:
         if self._allows(token):
             self.fast_hits += 1
             return token
@@ -421,12 +438,14 @@ class _GrammarConstraint:
                     return token
         raise GrammarError("no token satisfies the grammar")
 
-    def _fill(self, ids: np.ndarray, logits: np.ndarray):
+    def _fill(self, ids: np.ndarray, logits: np.ndarray) -> llama_token_data_array:
         view = np.ctypeslib.as_array(self._buffer)[: len(ids)]
         view["id"] = ids
         view["logit"] = logits[ids]
         view["p"] = 0.0
-        return self._lib.llama_token_data_array(self._buffer, len(ids), -1, False)
+        return cast(
+            "llama_token_data_array", self._lib.llama_token_data_array(self._buffer, len(ids), -1, False)
+        )
 
     def accept(self, token: int) -> None:
         self._lib.llama_sampler_accept(self.sampler, token)

@@ -92,20 +92,22 @@ def preprocess(
     top = int(round((new_h - size) / 2.0))
     left = int(round((new_w - size) / 2.0))
     image = image.crop((left, top, left + size, top + size))
-    arr = np.asarray(image, dtype=np.float32) / np.float32(255.0)
-    arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    scaled = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+    normalised = (scaled - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+    unit: np.ndarray = (x / np.maximum(norm, 1e-12)).astype(np.float32)
+    return unit
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    probabilities: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return probabilities
 
 
 # ---------------------------------------------------------------- linear probe
@@ -344,11 +346,8 @@ class VisionModel:
     # -- information
     @property
     def embed_dim(self) -> int:
-        return int(
-            self.manifest.get(
-                "embed_dim", self.label_embeddings.shape[1] if self.label_embeddings.size else 0
-            )
-        )
+        label_dim: int = self.label_embeddings.shape[1] if self.label_embeddings.size else 0
+        return int(self.manifest.get("embed_dim", label_dim))
 
     @property
     def providers(self) -> list[str]:

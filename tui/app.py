@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, TextArea
 
 from engine.config import Settings, data_dir
@@ -37,6 +39,7 @@ from engine.events import (
     PhaseChanged,
     PromptPrepared,
     RiskScored,
+    Timings,
     Token,
     Vitals,
 )
@@ -52,6 +55,7 @@ from tui.widgets.vitals_form import VitalsForm
 
 if TYPE_CHECKING:
     from engine.engine import Engine
+    from engine.history import History
 
 DRAFT_SAVE_DELAY_S = 0.4
 LIVE_RISK_DELAY_S = 0.3
@@ -172,17 +176,17 @@ class MedGemmaApp(App[int]):
         self.result: CaseResult | None = None
         self.last_error: str | None = None
         self.exported: tuple[str, str] | None = None
-        self._history = None
-        self._draft_timer = None
-        self._risk_timer = None
+        self._history: History | None = None  # opened on first use
+        self._draft_timer: Timer | None = None
+        self._risk_timer: Timer | None = None
         self._new_case_armed_at = 0.0
         self._analysed_note = ""
         self._stream_section: str | None = None
         self._tokens = 0
         self._first_token_at: float | None = None
-        self._speed_timer = None
+        self._speed_timer: Timer | None = None
         self._load_started = 0.0
-        self._loading_timer = None
+        self._loading_timer: Timer | None = None
         self._model_ready = False
         self._shown_tokens = -1
         if settings.keys:
@@ -237,7 +241,7 @@ class MedGemmaApp(App[int]):
             async for event in self.engine.load():
                 if isinstance(event, ModelLoading):
                     name = os.path.basename(event.path)
-                    status.set_loading(f"loading {name}{' (demo)' if event.demo else ''}…")
+                    status.set_loading_text(f"loading {name}{' (demo)' if event.demo else ''}…")
                 elif isinstance(event, ModelLoaded):
                     self._model_ready = True
                     status.set_model(event.info, event.load_s)
@@ -255,7 +259,7 @@ class MedGemmaApp(App[int]):
             status = self.query_one(StatusBar)
             if not status.has_class("-failed"):
                 text = status.model_text.split(" · ")[0]
-                status.set_loading(f"{text} · {elapsed:.0f}s")
+                status.set_loading_text(f"{text} · {elapsed:.0f}s")
 
     def _refresh_memory(self) -> None:
         self.query_one(StatusBar).set_memory(process_tree_rss_mb())
@@ -427,7 +431,7 @@ class MedGemmaApp(App[int]):
         self.query_one(StatusBar).set_phase("failed")
         self.notify(message, title="Assessment failed", severity="error", timeout=10)
 
-    def _refresh_speed(self, timings=None) -> None:
+    def _refresh_speed(self, timings: Timings | None = None) -> None:
         status = self.query_one(StatusBar)
         if timings is not None:
             status.set_speed(timings.generated_tokens, timings.tokens_per_s, timings.ttft_s)
@@ -660,7 +664,7 @@ class MedGemmaApp(App[int]):
             return
         self.push_screen(HelpScreen(self.help_markdown()))
 
-    def get_system_commands(self, screen: Screen):
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Run assessment", "Analyse the note, image and vitals", self.action_run)
         yield SystemCommand("Cancel assessment", "Stop the running assessment", self.action_cancel)

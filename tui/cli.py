@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.config import ConfigError, Settings
 from engine.events import (
@@ -31,6 +32,9 @@ from engine.events import (
     RiskScored,
     Token,
 )
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -93,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"medgemma-tui: cannot read the examples: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         return asyncio.run(_analyze(settings, requests, args.json))
-    parser.error(f"unknown command {command}")
-    return EXIT_BAD_INPUT
+    parser.error(f"unknown command {command}")  # exits with status 2 (EXIT_BAD_INPUT)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -157,7 +160,7 @@ def _read_note(source: str) -> str:
     return Path(source).expanduser().read_text(encoding="utf-8")
 
 
-def _request(args, note: str, label: str | None = None) -> AnalysisRequest:
+def _request(args: argparse.Namespace, note: str, label: str | None = None) -> AnalysisRequest:
     request = AnalysisRequest(
         note=note,
         image_path=args.image,
@@ -216,7 +219,7 @@ async def _analyze(settings: Settings, requests: list[AnalysisRequest], json_mod
     return status
 
 
-async def _stream_one(engine, request: AnalysisRequest, out: Output) -> tuple[int, dict | None]:
+async def _stream_one(engine: Engine, request: AnalysisRequest, out: Output) -> tuple[int, dict | None]:
     current_field = None
     async for event in engine.run(request):
         match event:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from rich_pixels import HalfcellRenderer, Pixels
 from textual import on, work
@@ -107,7 +108,7 @@ class ImageField(Vertical):
     }
     """
 
-    def __init__(self, value: str = "", **kwargs) -> None:
+    def __init__(self, value: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._initial = value
         self.error: str | None = None

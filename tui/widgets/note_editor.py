@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import events
 from textual.widgets import TextArea
-from textual.widgets.text_area import Selection
+from textual.widgets.text_area import EditResult, Location, Selection
 
 from engine.text import neutralise
 from tui.messages import NoteLocked
@@ -42,7 +44,7 @@ class NoteEditor(TextArea):
     }
     """
 
-    def __init__(self, text: str = "", **kwargs) -> None:
+    def __init__(self, text: str = "", **kwargs: Any) -> None:
         super().__init__(
             clean_pasted_text(text),
             soft_wrap=True,
@@ -84,10 +86,10 @@ class NoteEditor(TextArea):
             self.post_message(NoteLocked())
         return self.locked
 
-    def _replace_via_keyboard(self, insert: str, start, end):
+    def _replace_via_keyboard(self, insert: str, start: Location, end: Location) -> EditResult | None:
         return None if self._refuse_edit() else super()._replace_via_keyboard(insert, start, end)
 
-    def _delete_via_keyboard(self, start, end):
+    def _delete_via_keyboard(self, start: Location, end: Location) -> EditResult | None:
         return None if self._refuse_edit() else super()._delete_via_keyboard(start, end)
 
     def undo(self) -> None:

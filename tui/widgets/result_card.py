@@ -3,6 +3,8 @@ recommendations, confidence with its explanation, and the standing disclaimer.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -72,7 +74,7 @@ class FindingList(OptionList):
     }
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.findings: list[Finding] = []
 
@@ -107,6 +109,9 @@ class FindingList(OptionList):
 
 class ResultCard(VerticalScroll):
     """Everything the clinician needs to judge the answer, in reading order."""
+
+    assessment: Assessment | None
+    _reasons_text: str | None = None  # what #risk-reasons shows: unchanged text is not repainted
 
     DEFAULT_CSS = """
     ResultCard {
@@ -177,8 +182,8 @@ class ResultCard(VerticalScroll):
             return
         badge.show(risk.rule_level, provisional=True)
         text = "\n".join(f"• {reason}" for reason in risk.reasons)
-        if text != getattr(reasons, "_shown_text", None):
-            reasons._shown_text = text
+        if text != self._reasons_text:
+            self._reasons_text = text
             reasons.update(text)
 
     def show_summary_draft(self, text: str) -> None:
@@ -195,10 +200,10 @@ class ResultCard(VerticalScroll):
         self.assessment = assessment
         self.query_one(RiskBadge).show(assessment.risk_level, provisional=False)
         reasons = self.query_one("#risk-reasons", Static)
-        reasons._shown_text = (
+        self._reasons_text = (
             "\n".join(f"• {reason}" for reason in assessment.risk.reasons) or "• no rule-based reasons"
         )
-        reasons.update(reasons._shown_text)
+        reasons.update(self._reasons_text)
         summary = self.query_one("#summary", Static)
         summary.set_class(not assessment.summary, "-empty")
         summary.update(assessment.summary or "(no summary)")
@@ -235,5 +240,5 @@ class Disclaimer(Static):
     }
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(f"⚠ {DISCLAIMER}", markup=False, **kwargs)

@@ -7,6 +7,7 @@ few dozen cells, not the whole line (this matters over slow SSH links).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -67,7 +68,7 @@ class StatusBar(Horizontal):
     }
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.model_text = "model: not started"
         self.speed = ""
@@ -94,7 +95,7 @@ class StatusBar(Horizontal):
         parts = [str(label.content) for label in self.query(Label) if label.display and str(label.content)]
         return " │ ".join(parts)
 
-    def set_loading(self, text: str) -> None:
+    def set_loading_text(self, text: str) -> None:
         self.model_text = text
         self._set("model", text)
 

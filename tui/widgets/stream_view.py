@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -17,6 +18,9 @@ from rich.text import Text
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 MAX_REDRAWS_PER_S = 20
 HEADING_PREFIX = "▸ "
@@ -34,10 +38,10 @@ def wrap_text(text: str, width: int) -> list[str]:
     return lines
 
 
-_CONSOLE = None
+_CONSOLE: Console | None = None
 
 
-def _console():
+def _console() -> Console:
     global _CONSOLE
     if _CONSOLE is None:
         from rich.console import Console
@@ -82,7 +86,7 @@ class StreamView(ScrollView, can_focus=True):
     }
     """
 
-    def __init__(self, placeholder: str = "", **kwargs) -> None:
+    def __init__(self, placeholder: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.placeholder = placeholder
         self.border_title = "Reasoning"
