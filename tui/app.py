@@ -715,6 +715,6 @@ def _image_line(finding: Any) -> str:
 
 def run_app(settings: Settings) -> int:
     """Run the terminal app until the clinician quits; returns the exit code."""
-    app = MedGemmaApp(settings)
-    app.run()
-    return app.return_code or 0
+    from tui.terminal import run_with_safe_input
+
+    return run_with_safe_input(MedGemmaApp(settings))
