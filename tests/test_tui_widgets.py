@@ -5,14 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from PIL import Image
-from textual.widgets import Input
+from textual.app import App
+from textual.widgets import Input, Label, OptionList
 
+from engine.config import Settings
 from engine.events import Vitals
+from engine.history import History, HistoryEntry
 from engine.risk import score_risk
 from engine.schema import DISCLAIMER, Assessment, Finding
 from engine.vitals import extract_vitals
 from tests.tui_helpers import HostApp, wait_until
+from tui.app import MedGemmaApp
 from tui.messages import FindingSelected, FormChanged, ImagePathChecked
+from tui.screens import HelpScreen, HistoryScreen, ScrollingMarkdown
 from tui.widgets.image_field import ImageField, complete_path
 from tui.widgets.note_editor import NoteEditor, clean_pasted_text, offset_to_location
 from tui.widgets.result_card import Disclaimer, FindingList, ResultCard, RiskBadge
@@ -282,3 +287,92 @@ async def test_disclaimer_text():
     app = HostApp(lambda: Disclaimer())
     async with app.run_test():
         assert DISCLAIMER in str(app.query_one(Disclaimer).render())
+
+
+# --- help and history screens ----------------------------------------------------------------
+
+
+def screen_lines(app: App) -> list[str]:
+    """The text of every row on the terminal, as the user sees it now."""
+    return ["".join(segment.text for segment in strip) for strip in app.screen._compositor.render_strips()]
+
+
+async def test_help_key_table_scrolls_into_view_at_80x24():
+    app = MedGemmaApp(Settings.resolve(), start_engine=False, show_memory=False, restore_draft=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        last_row = "Command palette"  # the key table's last row (ctrl+p)
+        await wait_until(pilot, lambda: "Keys" in "".join(screen_lines(app)))
+        assert not any(last_row in line for line in screen_lines(app))
+        help_text = app.focused
+        assert isinstance(help_text, ScrollingMarkdown)
+        await pilot.press("pagedown")
+        await wait_until(pilot, lambda: help_text.scroll_y > 0)
+        await pilot.press("end")
+        await wait_until(pilot, lambda: any(last_row in line for line in screen_lines(app)))
+        await pilot.press("home")
+        await wait_until(pilot, lambda: help_text.scroll_y == 0)
+        assert not any(last_row in line for line in screen_lines(app))
+        await pilot.press("down")
+        await wait_until(pilot, lambda: help_text.scroll_y == 1)
+
+
+class HistoryHost(App):
+    """Pushes the history screen the way the app does, recording what it is dismissed with."""
+
+    def __init__(self, entries: list[HistoryEntry]) -> None:
+        super().__init__()
+        self.entries = entries
+        self.results: list[HistoryEntry | None] = []
+
+    def open_history(self) -> None:
+        self.push_screen(HistoryScreen(self.entries), self.results.append)
+
+
+def _history_entries(count: int) -> list[HistoryEntry]:
+    history = History()
+    long_note = "Fever, RR 28.\n" + "\n".join(f"Line {number}: observation charted." for number in range(60))
+    for number in range(count):
+        history.add(f"Case {number}\n{long_note}", _assessment(long_note), vitals={"rr": 20 + number})
+    entries = history.recent()
+    history.close()
+    return entries
+
+
+async def test_enter_on_a_history_entry_dismisses_with_it_and_escape_with_none():
+    entries = _history_entries(3)
+    app = HistoryHost(entries)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_history()
+        await wait_until(pilot, lambda: isinstance(app.focused, OptionList))
+        assert "Enter reopens" in str(app.screen.query_one("#history-hint", Label).render())
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: app.results)
+        assert app.results == [entries[1]] and not isinstance(app.screen, HistoryScreen)
+        app.open_history()
+        await wait_until(pilot, lambda: isinstance(app.focused, OptionList))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: len(app.results) == 2)
+        assert app.results[1] is None and not isinstance(app.screen, HistoryScreen)
+
+
+async def test_history_detail_scrolls_from_the_keyboard_and_enter_there_reopens():
+    entries = _history_entries(2)
+    app = HistoryHost(entries)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_history()
+        await wait_until(pilot, lambda: isinstance(app.focused, OptionList))
+        detail = app.screen.query_one("#history-detail", ScrollingMarkdown)
+        await wait_until(pilot, lambda: detail.max_scroll_y > 0)
+        await pilot.press("right")
+        assert app.focused is detail
+        await pilot.press("pagedown")
+        await wait_until(pilot, lambda: detail.scroll_y > 0)
+        await pilot.press("left")
+        assert isinstance(app.focused, OptionList)
+        await pilot.press("tab")
+        assert app.focused is detail
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.results)
+        assert app.results == [entries[0]]
