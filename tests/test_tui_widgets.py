@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from textual.app import App
 from textual.widgets import Input, Label, OptionList
@@ -14,6 +15,7 @@ from engine.history import History, HistoryEntry
 from engine.risk import score_risk
 from engine.schema import DISCLAIMER, Assessment, Finding
 from engine.vitals import extract_vitals
+from models.info import ModelInfo
 from tests.tui_helpers import HostApp, wait_until
 from tui.app import MedGemmaApp
 from tui.messages import FindingSelected, FormChanged, ImagePathChecked
@@ -21,6 +23,7 @@ from tui.screens import HelpScreen, HistoryScreen, ScrollingMarkdown
 from tui.widgets.image_field import ImageField, complete_path
 from tui.widgets.note_editor import NoteEditor, clean_pasted_text, offset_to_location
 from tui.widgets.result_card import Disclaimer, FindingList, ResultCard, RiskBadge
+from tui.widgets.status_bar import MODEL_MAX_WIDTH, PARTS_ON_LINE, StatusBar, part_width, parts_that_fit
 from tui.widgets.stream_view import MAX_REDRAWS_PER_S, StreamView, wrap_text
 from tui.widgets.vitals_form import VitalsForm
 
@@ -376,3 +379,89 @@ async def test_history_detail_scrolls_from_the_keyboard_and_enter_there_reopens(
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.results)
         assert app.results == [entries[0]]
+
+
+# --- status bar ------------------------------------------------------------------------------
+
+
+def _finished_run_status(bar: StatusBar) -> None:
+    """The status bar as a finished run on the demo model leaves it."""
+    info = ModelInfo(
+        path="/models/gemma-3-270m-it-Q4_K_M.gguf",
+        file_name="gemma-3-270m-it-Q4_K_M.gguf",
+        file_size=253_000_000,
+        architecture="gemma3",
+        name="gemma-3-270m-it",
+        size_label="270M",
+        quantization="Q4_K_M",
+        context_length=32768,
+        n_ctx=4096,
+        chat_template=True,
+        prompt_format="embedded-template",
+        demo=True,
+        threads=2,
+        gpu_layers=0,
+        gpu_offload_supported=False,
+        gpu_layers_reason="no GPU build",
+    )
+    bar.set_model(info)
+    bar.set_phase("done in 12.3s")
+    bar.set_speed(1234, 45.6, 0.42)
+    bar.set_memory(812.0)
+
+
+PART_TEXTS = {
+    "model": "gemma-3-270m-it",
+    "demo": "DEMO",
+    "phase": "done in 12.3s",
+    "speed": "1234 tok 45.6 tok/s",
+    "ttft": "TTFT 0.42s",
+    "placement": "2 threads · GPU 0 layers",
+    "memory": "812 MB",
+}
+
+
+@pytest.mark.parametrize(
+    ("columns", "hidden"),
+    [(80, {"placement", "memory"}), (100, {"memory"}), (120, set())],
+)
+async def test_status_bar_shows_each_part_whole_or_not_at_all(columns, hidden):
+    app = HostApp(lambda: StatusBar(id="status"))
+    async with app.run_test(size=(columns, 3)) as pilot:
+        bar = app.query_one(StatusBar)
+        _finished_run_status(bar)
+        await pilot.pause()
+        line = screen_lines(app)[0]
+        for part, text in PART_TEXTS.items():
+            if part in hidden:
+                assert text not in line, f"{part} should give way at {columns} columns"
+                assert not bar.query_one(f"#status-{part}").display
+            else:
+                assert text in line, f"{part} cut or missing at {columns} columns: {line!r}"
+        shown_in_line_order = [PART_TEXTS[part] for part in PARTS_ON_LINE if part not in hidden]
+        assert [text.strip() for text in bar.text.split(" │ ")] == shown_in_line_order
+
+
+async def test_status_bar_gives_way_to_a_longer_phase_and_takes_the_part_back():
+    app = HostApp(lambda: StatusBar(id="status"))
+    async with app.run_test(size=(80, 3)) as pilot:
+        bar = app.query_one(StatusBar)
+        _finished_run_status(bar)
+        await pilot.pause()
+        assert "TTFT 0.42s" in screen_lines(app)[0]
+        bar.set_phase("writing the structured answer")
+        await pilot.pause()
+        line = screen_lines(app)[0]
+        assert "writing the structured answer" in line and "TTFT" not in line
+        assert "1234 tok 45.6 tok/s" in line
+        bar.set_phase("done in 12.3s")
+        await pilot.pause()
+        assert "TTFT 0.42s" in screen_lines(app)[0]
+
+
+def test_parts_that_fit_drops_the_least_useful_first():
+    texts = {"model": "m" * 10, "phase": "p" * 10, "speed": "s" * 10, "memory": "x" * 4}
+    assert parts_that_fit(texts, 36) == {"model", "phase", "speed"}
+    assert parts_that_fit(texts, 42) == {"model", "phase", "speed", "memory"}
+    assert parts_that_fit(texts, 30) == {"model", "phase", "memory"}
+    assert part_width("model", "m" * 80) == MODEL_MAX_WIDTH
