@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from rich.cells import cell_len
+from rich.style import Style
 from textual.app import App
+from textual.containers import Vertical
 from textual.widgets import Input, Label, OptionList
 
 from engine.config import Settings
@@ -16,6 +19,7 @@ from engine.risk import score_risk
 from engine.schema import DISCLAIMER, Assessment, Finding
 from engine.vitals import extract_vitals
 from models.info import ModelInfo
+from tests.test_tui_snapshots import show_in_sixteen_colours
 from tests.tui_helpers import HostApp, wait_until
 from tui.app import MedGemmaApp
 from tui.messages import FindingSelected, FormChanged, ImagePathChecked
@@ -25,7 +29,7 @@ from tui.widgets.note_editor import NoteEditor, clean_pasted_text, offset_to_loc
 from tui.widgets.result_card import Disclaimer, FindingList, ResultCard, RiskBadge
 from tui.widgets.status_bar import MODEL_MAX_WIDTH, PARTS_ON_LINE, StatusBar, part_width, parts_that_fit
 from tui.widgets.stream_view import MAX_REDRAWS_PER_S, StreamView, wrap_text
-from tui.widgets.vitals_form import VitalsForm
+from tui.widgets.vitals_form import TickBox, VitalsForm
 
 # --- note editor ------------------------------------------------------------------
 
@@ -190,6 +194,71 @@ async def test_vitals_form_values_round_trip_for_drafts():
         assert form.vitals().age == 71 and form.vitals().temperature_c == 38.4
         form.set_values({"rr": "1e"})
         assert form.bad_fields() == ["rr"] and form.vitals().respiratory_rate is None
+
+
+async def test_note_editor_leaves_ctrl_y_to_the_app_and_redoes_with_ctrl_shift_z():
+    class CopyHost(HostApp):
+        BINDINGS = [("ctrl+y", "copy_result", "Copy")]
+        copies = 0
+
+        def action_copy_result(self) -> None:
+            self.copies += 1
+
+    app = CopyHost(lambda: NoteEditor(id="note"))
+    async with app.run_test() as pilot:
+        editor = app.query_one(NoteEditor)
+        editor.focus()
+        await pilot.press("a", "b", "ctrl+y")
+        await wait_until(pilot, lambda: app.copies == 1)
+        assert editor.text == "ab"
+        await pilot.press("ctrl+z")
+        await wait_until(pilot, lambda: editor.text == "")
+        await pilot.press("ctrl+shift+z")
+        await wait_until(pilot, lambda: editor.text == "ab")
+
+
+def cells_of(app: App, widget) -> list[tuple[str, Style]]:
+    """Each character the widget shows on its first row, with the style it is drawn in."""
+    region = widget.region
+    row = app.screen._compositor.render_strips()[region.y]
+    cells, x = [], 0
+    for segment in row:
+        for character in segment.text:
+            if region.x <= x < region.right:
+                cells.append((character, segment.style or Style()))
+            x += cell_len(character)
+    return cells
+
+
+TERMINALS = ["dark", "light", "16-colour", "NO_COLOR"]
+
+
+@pytest.mark.parametrize("terminal", TERMINALS)
+async def test_form_fields_and_o2_box_are_legible_without_colour(terminal, monkeypatch):
+    if terminal == "NO_COLOR":
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    app = HostApp(lambda: Vertical(ImageField(id="image"), VitalsForm(id="vitals")))
+    if terminal == "16-colour":
+        show_in_sixteen_colours(app)
+    async with app.run_test(size=(80, 8)) as pilot:
+        app.theme = "textual-light" if terminal == "light" else "textual-dark"
+        await pilot.pause()
+        fields = list(app.query(Input))
+        assert len(fields) == 9
+        for field in fields:
+            # Empty fields are marked by an underline in a colour apart from their background.
+            for _character, style in cells_of(app, field):
+                assert style.underline, f"{field.id} has no underline on {terminal}"
+                assert style.color != style.bgcolor, f"{field.id} underline invisible on {terminal}"
+        box = app.query_one("#vital-o2", TickBox)
+        assert "".join(character for character, _ in cells_of(app, box)).startswith("[ ] on O₂")
+        box.focus()
+        await pilot.press("space")
+        await wait_until(pilot, lambda: box.value)
+        await pilot.pause()
+        assert "".join(character for character, _ in cells_of(app, box)).startswith("[x] on O₂")
 
 
 # --- stream view ----------------------------------------------------------------------------
