@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from engine.config import data_dir
-from engine.drafts import atomic_write_text
+from engine.files import atomic_write_text
 from engine.schema import DISCLAIMER, Assessment
 
 HISTORY_FILE = "history.sqlite3"

@@ -6,9 +6,10 @@ import json
 import sqlite3
 
 from engine.config import data_dir
-from engine.drafts import Draft, atomic_write_text, draft_path, load_draft, save_draft
+from engine.files import atomic_write_text
 from engine.history import MIGRATIONS, History, export_assessment, handoff_markdown, migrate
 from engine.schema import DISCLAIMER, Assessment, Finding
+from tui.drafts import Draft, draft_path, load_draft, save_draft
 
 
 def _assessment() -> Assessment:
@@ -47,7 +48,7 @@ def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
     def broken_replace(*_args):
         raise OSError("disk full")
 
-    monkeypatch.setattr("engine.drafts.os.replace", broken_replace)
+    monkeypatch.setattr("engine.files.os.replace", broken_replace)
     try:
         atomic_write_text(target, "new")
     except OSError:

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PIL import Image
-from textual.widgets import Input
+from rich.cells import cell_len
+from rich.style import Style
+from textual.app import App
+from textual.containers import Vertical
+from textual.widgets import Input, Label, OptionList
 
+from engine.config import Settings
 from engine.events import Vitals
+from engine.history import History, HistoryEntry
 from engine.risk import score_risk
 from engine.schema import DISCLAIMER, Assessment, Finding
 from engine.vitals import extract_vitals
+from models.info import ModelInfo
+from tests.test_tui_snapshots import show_in_sixteen_colours
 from tests.tui_helpers import HostApp, wait_until
+from tui.app import MedGemmaApp
 from tui.messages import FindingSelected, FormChanged, ImagePathChecked
+from tui.screens import HelpScreen, HistoryScreen, ScrollingMarkdown
 from tui.widgets.image_field import ImageField, complete_path
 from tui.widgets.note_editor import NoteEditor, clean_pasted_text, offset_to_location
 from tui.widgets.result_card import Disclaimer, FindingList, ResultCard, RiskBadge
+from tui.widgets.status_bar import MODEL_MAX_WIDTH, PARTS_ON_LINE, StatusBar, part_width, parts_that_fit
 from tui.widgets.stream_view import MAX_REDRAWS_PER_S, StreamView, wrap_text
-from tui.widgets.vitals_form import VitalsForm
+from tui.widgets.vitals_form import TickBox, VitalsForm
 
 # --- note editor ------------------------------------------------------------------
 
@@ -184,6 +196,71 @@ async def test_vitals_form_values_round_trip_for_drafts():
         assert form.bad_fields() == ["rr"] and form.vitals().respiratory_rate is None
 
 
+async def test_note_editor_leaves_ctrl_y_to_the_app_and_redoes_with_ctrl_shift_z():
+    class CopyHost(HostApp):
+        BINDINGS = [("ctrl+y", "copy_result", "Copy")]
+        copies = 0
+
+        def action_copy_result(self) -> None:
+            self.copies += 1
+
+    app = CopyHost(lambda: NoteEditor(id="note"))
+    async with app.run_test() as pilot:
+        editor = app.query_one(NoteEditor)
+        editor.focus()
+        await pilot.press("a", "b", "ctrl+y")
+        await wait_until(pilot, lambda: app.copies == 1)
+        assert editor.text == "ab"
+        await pilot.press("ctrl+z")
+        await wait_until(pilot, lambda: editor.text == "")
+        await pilot.press("ctrl+shift+z")
+        await wait_until(pilot, lambda: editor.text == "ab")
+
+
+def cells_of(app: App, widget) -> list[tuple[str, Style]]:
+    """Each character the widget shows on its first row, with the style it is drawn in."""
+    region = widget.region
+    row = app.screen._compositor.render_strips()[region.y]
+    cells, x = [], 0
+    for segment in row:
+        for character in segment.text:
+            if region.x <= x < region.right:
+                cells.append((character, segment.style or Style()))
+            x += cell_len(character)
+    return cells
+
+
+TERMINALS = ["dark", "light", "16-colour", "NO_COLOR"]
+
+
+@pytest.mark.parametrize("terminal", TERMINALS)
+async def test_form_fields_and_o2_box_are_legible_without_colour(terminal, monkeypatch):
+    if terminal == "NO_COLOR":
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    app = HostApp(lambda: Vertical(ImageField(id="image"), VitalsForm(id="vitals")))
+    if terminal == "16-colour":
+        show_in_sixteen_colours(app)
+    async with app.run_test(size=(80, 8)) as pilot:
+        app.theme = "textual-light" if terminal == "light" else "textual-dark"
+        await pilot.pause()
+        fields = list(app.query(Input))
+        assert len(fields) == 9
+        for field in fields:
+            # Empty fields are marked by an underline in a colour apart from their background.
+            for _character, style in cells_of(app, field):
+                assert style.underline, f"{field.id} has no underline on {terminal}"
+                assert style.color != style.bgcolor, f"{field.id} underline invisible on {terminal}"
+        box = app.query_one("#vital-o2", TickBox)
+        assert "".join(character for character, _ in cells_of(app, box)).startswith("[ ] on O₂")
+        box.focus()
+        await pilot.press("space")
+        await wait_until(pilot, lambda: box.value)
+        await pilot.pause()
+        assert "".join(character for character, _ in cells_of(app, box)).startswith("[x] on O₂")
+
+
 # --- stream view ----------------------------------------------------------------------------
 
 
@@ -282,3 +359,178 @@ async def test_disclaimer_text():
     app = HostApp(lambda: Disclaimer())
     async with app.run_test():
         assert DISCLAIMER in str(app.query_one(Disclaimer).render())
+
+
+# --- help and history screens ----------------------------------------------------------------
+
+
+def screen_lines(app: App) -> list[str]:
+    """The text of every row on the terminal, as the user sees it now."""
+    return ["".join(segment.text for segment in strip) for strip in app.screen._compositor.render_strips()]
+
+
+async def test_help_key_table_scrolls_into_view_at_80x24():
+    app = MedGemmaApp(Settings.resolve(), start_engine=False, show_memory=False, restore_draft=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        last_row = "Command palette"  # the key table's last row (ctrl+p)
+        await wait_until(pilot, lambda: "Keys" in "".join(screen_lines(app)))
+        assert not any(last_row in line for line in screen_lines(app))
+        help_text = app.focused
+        assert isinstance(help_text, ScrollingMarkdown)
+        await pilot.press("pagedown")
+        await wait_until(pilot, lambda: help_text.scroll_y > 0)
+        await pilot.press("end")
+        await wait_until(pilot, lambda: any(last_row in line for line in screen_lines(app)))
+        await pilot.press("home")
+        await wait_until(pilot, lambda: help_text.scroll_y == 0)
+        assert not any(last_row in line for line in screen_lines(app))
+        await pilot.press("down")
+        await wait_until(pilot, lambda: help_text.scroll_y == 1)
+
+
+class HistoryHost(App):
+    """Pushes the history screen the way the app does, recording what it is dismissed with."""
+
+    def __init__(self, entries: list[HistoryEntry]) -> None:
+        super().__init__()
+        self.entries = entries
+        self.results: list[HistoryEntry | None] = []
+
+    def open_history(self) -> None:
+        self.push_screen(HistoryScreen(self.entries), self.results.append)
+
+
+def _history_entries(count: int) -> list[HistoryEntry]:
+    history = History()
+    long_note = "Fever, RR 28.\n" + "\n".join(f"Line {number}: observation charted." for number in range(60))
+    for number in range(count):
+        history.add(f"Case {number}\n{long_note}", _assessment(long_note), vitals={"rr": 20 + number})
+    entries = history.recent()
+    history.close()
+    return entries
+
+
+async def test_enter_on_a_history_entry_dismisses_with_it_and_escape_with_none():
+    entries = _history_entries(3)
+    app = HistoryHost(entries)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_history()
+        await wait_until(pilot, lambda: isinstance(app.focused, OptionList))
+        assert "Enter reopens" in str(app.screen.query_one("#history-hint", Label).render())
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: app.results)
+        assert app.results == [entries[1]] and not isinstance(app.screen, HistoryScreen)
+        app.open_history()
+        await wait_until(pilot, lambda: isinstance(app.focused, OptionList))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: len(app.results) == 2)
+        assert app.results[1] is None and not isinstance(app.screen, HistoryScreen)
+
+
+async def test_history_detail_scrolls_from_the_keyboard_and_enter_there_reopens():
+    entries = _history_entries(2)
+    app = HistoryHost(entries)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_history()
+        await wait_until(pilot, lambda: isinstance(app.focused, OptionList))
+        detail = app.screen.query_one("#history-detail", ScrollingMarkdown)
+        await wait_until(pilot, lambda: detail.max_scroll_y > 0)
+        await pilot.press("right")
+        assert app.focused is detail
+        await pilot.press("pagedown")
+        await wait_until(pilot, lambda: detail.scroll_y > 0)
+        await pilot.press("left")
+        assert isinstance(app.focused, OptionList)
+        await pilot.press("tab")
+        assert app.focused is detail
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.results)
+        assert app.results == [entries[0]]
+
+
+# --- status bar ------------------------------------------------------------------------------
+
+
+def _finished_run_status(bar: StatusBar) -> None:
+    """The status bar as a finished run on the demo model leaves it."""
+    info = ModelInfo(
+        path="/models/gemma-3-270m-it-Q4_K_M.gguf",
+        file_name="gemma-3-270m-it-Q4_K_M.gguf",
+        file_size=253_000_000,
+        architecture="gemma3",
+        name="gemma-3-270m-it",
+        size_label="270M",
+        quantization="Q4_K_M",
+        context_length=32768,
+        n_ctx=4096,
+        chat_template=True,
+        prompt_format="embedded-template",
+        demo=True,
+        threads=2,
+        gpu_layers=0,
+        gpu_offload_supported=False,
+        gpu_layers_reason="no GPU build",
+    )
+    bar.set_model(info)
+    bar.set_phase("done in 12.3s")
+    bar.set_speed(1234, 45.6, 0.42)
+    bar.set_memory(812.0)
+
+
+PART_TEXTS = {
+    "model": "gemma-3-270m-it",
+    "demo": "DEMO",
+    "phase": "done in 12.3s",
+    "speed": "1234 tok 45.6 tok/s",
+    "ttft": "TTFT 0.42s",
+    "placement": "2 threads · GPU 0 layers",
+    "memory": "812 MB",
+}
+
+
+@pytest.mark.parametrize(
+    ("columns", "hidden"),
+    [(80, {"placement", "memory"}), (100, {"memory"}), (120, set())],
+)
+async def test_status_bar_shows_each_part_whole_or_not_at_all(columns, hidden):
+    app = HostApp(lambda: StatusBar(id="status"))
+    async with app.run_test(size=(columns, 3)) as pilot:
+        bar = app.query_one(StatusBar)
+        _finished_run_status(bar)
+        await pilot.pause()
+        line = screen_lines(app)[0]
+        for part, text in PART_TEXTS.items():
+            if part in hidden:
+                assert text not in line, f"{part} should give way at {columns} columns"
+                assert not bar.query_one(f"#status-{part}").display
+            else:
+                assert text in line, f"{part} cut or missing at {columns} columns: {line!r}"
+        shown_in_line_order = [PART_TEXTS[part] for part in PARTS_ON_LINE if part not in hidden]
+        assert [text.strip() for text in bar.text.split(" │ ")] == shown_in_line_order
+
+
+async def test_status_bar_gives_way_to_a_longer_phase_and_takes_the_part_back():
+    app = HostApp(lambda: StatusBar(id="status"))
+    async with app.run_test(size=(80, 3)) as pilot:
+        bar = app.query_one(StatusBar)
+        _finished_run_status(bar)
+        await pilot.pause()
+        assert "TTFT 0.42s" in screen_lines(app)[0]
+        bar.set_phase("writing the structured answer")
+        await pilot.pause()
+        line = screen_lines(app)[0]
+        assert "writing the structured answer" in line and "TTFT" not in line
+        assert "1234 tok 45.6 tok/s" in line
+        bar.set_phase("done in 12.3s")
+        await pilot.pause()
+        assert "TTFT 0.42s" in screen_lines(app)[0]
+
+
+def test_parts_that_fit_drops_the_least_useful_first():
+    texts = {"model": "m" * 10, "phase": "p" * 10, "speed": "s" * 10, "memory": "x" * 4}
+    assert parts_that_fit(texts, 36) == {"model", "phase", "speed"}
+    assert parts_that_fit(texts, 42) == {"model", "phase", "speed", "memory"}
+    assert parts_that_fit(texts, 30) == {"model", "phase", "memory"}
+    assert part_width("model", "m" * 80) == MODEL_MAX_WIDTH

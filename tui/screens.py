@@ -1,12 +1,14 @@
-"""Modal screens: help and the history of past assessments."""
+"""Modal screens: help and the history of past assessments. Both scroll from the keyboard."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Markdown, OptionList
 from textual.widgets.option_list import Option
@@ -39,6 +41,30 @@ next start. Exports (JSON and a Markdown handoff note) go to `{exports}`.
 """
 
 
+class ScrollingMarkdown(VerticalScroll):
+    """A Markdown document that takes focus and scrolls with ↑↓, PgUp/PgDn, Home and End."""
+
+    DEFAULT_CSS = """
+    ScrollingMarkdown {
+        height: 1fr;
+    }
+    ScrollingMarkdown > Markdown {
+        height: auto;
+    }
+    """
+
+    def __init__(self, markdown: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._initial = markdown
+
+    def compose(self) -> ComposeResult:
+        yield Markdown(self._initial)
+
+    def update(self, markdown: str) -> None:
+        self.query_one(Markdown).update(markdown)
+        self.scroll_home(animate=False)
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,f1,q", "dismiss", "Close", id="help.close")]
 
@@ -53,10 +79,6 @@ class HelpScreen(ModalScreen[None]):
         border: thick $primary;
         background: $surface;
     }
-    HelpScreen Markdown {
-        height: 1fr;
-        overflow-y: auto;
-    }
     HelpScreen #help-hint {
         dock: bottom;
         color: $text-muted;
@@ -70,8 +92,8 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Markdown(self.markdown, id="help-text")
-            yield Label("Esc closes help", id="help-hint")
+            yield ScrollingMarkdown(self.markdown, id="help-text")
+            yield Label("↑↓ PgUp PgDn Home End scroll · Esc closes help", id="help-hint")
 
     def on_mount(self) -> None:
         self.query_one("#help-text").focus()
@@ -87,10 +109,19 @@ def history_prompt(entry: HistoryEntry) -> Text:
     )
 
 
-class HistoryScreen(ModalScreen[None]):
-    """Past assessments, newest first; the selected one is shown as its handoff note."""
+class HistoryScreen(ModalScreen[HistoryEntry | None]):
+    """Past assessments, newest first; the highlighted one is shown as its handoff note.
 
-    BINDINGS = [Binding("escape,f2", "dismiss", "Close", id="history.close")]
+    Enter reopens the highlighted entry: the screen is dismissed with it, and the
+    caller puts it back into the editor. Esc dismisses with None.
+    """
+
+    BINDINGS = [
+        Binding("escape,f2", "dismiss", "Close", id="history.close"),
+        Binding("enter", "reopen", "Reopen", id="history.reopen"),
+        Binding("right", "read_detail", "Read the note", show=False),
+        Binding("left", "choose_entry", "Back to the list", show=False),
+    ]
 
     DEFAULT_CSS = """
     HistoryScreen {
@@ -109,10 +140,11 @@ class HistoryScreen(ModalScreen[None]):
         width: 2fr;
         height: 1fr;
     }
-    HistoryScreen Markdown {
+    HistoryScreen #history-detail {
         width: 3fr;
-        height: 1fr;
-        overflow-y: auto;
+    }
+    HistoryScreen #history-detail:focus {
+        background-tint: $foreground 5%;
     }
     HistoryScreen #history-hint {
         color: $text-muted;
@@ -120,28 +152,55 @@ class HistoryScreen(ModalScreen[None]):
     }
     """
 
+    HINT = "History — ↑↓ choose · Enter reopens · →/Tab read the note · Esc close"
+
     def __init__(self, entries: list[HistoryEntry]) -> None:
         super().__init__()
         self.entries = entries
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("History — ↑↓ choose · Esc close", id="history-hint")
+            yield Label(self.HINT, id="history-hint")
             with Horizontal():
                 yield OptionList(
                     *(Option(history_prompt(entry)) for entry in self.entries), id="history-list"
                 )
-                yield Markdown(id="history-detail")
+                yield ScrollingMarkdown(id="history-detail")
 
     def on_mount(self) -> None:
         listing = self.query_one(OptionList)
         if not self.entries:
-            self.query_one(Markdown).update("No assessments yet. Finished assessments are kept here.")
+            self.query_one(ScrollingMarkdown).update(
+                "No assessments yet. Finished assessments are kept here."
+            )
         else:
             listing.highlighted = 0
         listing.focus()
 
+    @property
+    def highlighted_entry(self) -> HistoryEntry | None:
+        index = self.query_one(OptionList).highlighted
+        return self.entries[index] if index is not None and index < len(self.entries) else None
+
     @on(OptionList.OptionHighlighted)
     def _show(self, event: OptionList.OptionHighlighted) -> None:
         entry = self.entries[event.option_index]
-        self.query_one(Markdown).update(handoff_markdown(entry.assessment, entry.note, when=entry.created_at))
+        self.query_one(ScrollingMarkdown).update(
+            handoff_markdown(entry.assessment, entry.note, when=entry.created_at)
+        )
+
+    @on(OptionList.OptionSelected)
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(self.entries[event.option_index])
+
+    def action_reopen(self) -> None:
+        """Enter while reading the note reopens the entry it belongs to."""
+        if (entry := self.highlighted_entry) is not None:
+            self.dismiss(entry)
+
+    def action_read_detail(self) -> None:
+        self.query_one(ScrollingMarkdown).focus()
+
+    def action_choose_entry(self) -> None:
+        self.query_one(OptionList).focus()

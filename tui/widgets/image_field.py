@@ -81,6 +81,8 @@ class ImageField(Vertical):
     ImageField Input {
         width: 1fr;
         background: $boost;
+        /* The field's extent shows without colour too (16-colour and NO_COLOR terminals). */
+        text-style: underline;
     }
     ImageField Input:focus {
         background: $primary 30%;

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual import events
+from textual.binding import Binding
 from textual.widgets import TextArea
 from textual.widgets.text_area import EditResult, Location, Selection
 
@@ -25,8 +26,19 @@ def offset_to_location(text: str, offset: int) -> tuple[int, int]:
     return row, offset - line_start
 
 
-class NoteEditor(TextArea):
+class NoteEditor(TextArea, inherit_bindings=False):
     """The note as typed or pasted. Locked while the model reads it, so evidence offsets stay true."""
+
+    # Ctrl+Y is the app's Copy key, so redo moves to Ctrl+Shift+Z (as in most editors); the
+    # editor's own keys are otherwise TextArea's. (Not inherited: a key cannot be unbound otherwise.)
+    BINDINGS = [
+        *(
+            binding
+            for binding in TextArea.BINDINGS
+            if isinstance(binding, Binding) and binding.action != "redo"
+        ),
+        Binding("ctrl+shift+z,super+shift+z", "redo", "Redo", show=False),
+    ]
 
     DEFAULT_CSS = """
     NoteEditor {

@@ -1,7 +1,9 @@
 """One line about the engine: model, where it runs, phase, speed and memory.
 
-Each part is its own fixed-width label, so a new tokens/s figure repaints a
-few dozen cells, not the whole line (this matters over slow SSH links).
+Each part is its own label. A part is shown whole or not at all: when the line
+is too narrow, the least useful parts are hidden first (see PARTS_BY_IMPORTANCE).
+A new figure of the same length repaints only its own cells, not the whole line
+(this matters over slow SSH links); the layout is redone only when a length changes.
 """
 
 from __future__ import annotations
@@ -9,11 +11,38 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label
 
 from models.info import ModelInfo
+
+# Most useful first. When the line is too narrow, parts are hidden from the end of this list.
+PARTS_BY_IMPORTANCE = ("model", "demo", "phase", "speed", "ttft", "placement", "memory")
+# Left to right on the line.
+PARTS_ON_LINE = ("model", "demo", "placement", "phase", "speed", "ttft", "memory")
+MODEL_MAX_WIDTH = 40
+PART_PADDING = 2  # one cell either side of each part
+
+
+def part_width(part: str, text: str) -> int:
+    """Cells the part takes on the line; 0 for a part with nothing to say."""
+    if not text:
+        return 0
+    width = cell_len(text) + PART_PADDING
+    return min(width, MODEL_MAX_WIDTH) if part == "model" else width
+
+
+def parts_that_fit(texts: dict[str, str], available: int) -> set[str]:
+    """The parts to show on a line `available` cells wide, most useful first, each one whole."""
+    shown: set[str] = set()
+    for part in PARTS_BY_IMPORTANCE:
+        width = part_width(part, texts.get(part, ""))
+        if width and width <= available:
+            shown.add(part)
+            available -= width
+    return shown
 
 
 def process_tree_rss_mb() -> float | None:
@@ -43,26 +72,18 @@ class StatusBar(Horizontal):
     StatusBar Label {
         padding: 0 1;
         height: 1;
+        width: auto;
     }
     StatusBar #status-model {
         text-style: bold;
         color: $text;
-        width: auto;
         max-width: 40;
     }
     StatusBar #status-demo {
-        width: auto;
         text-style: bold reverse;
         color: $warning;
-        display: none;
     }
-    StatusBar.-demo #status-demo {
-        display: block;
-    }
-    StatusBar #status-placement { width: auto; }
     StatusBar #status-phase { width: 1fr; }
-    StatusBar #status-speed { width: 30; }
-    StatusBar #status-memory { width: 9; }
     StatusBar.-failed {
         background: $error 40%;
     }
@@ -72,27 +93,59 @@ class StatusBar(Horizontal):
         super().__init__(**kwargs)
         self.model_text = "model: not started"
         self.speed = ""
+        self.ttft = ""
         self.memory = ""
         self.phase = ""
+        self._texts = dict.fromkeys(PARTS_ON_LINE, "")
+        self._texts["model"] = self.model_text
 
     def compose(self) -> ComposeResult:
-        yield Label(self.model_text, id="status-model", markup=False)
-        yield Label("DEMO", id="status-demo")
-        yield Label("", id="status-placement", markup=False)
-        yield Label("", id="status-phase", markup=False)
-        yield Label("", id="status-speed", markup=False)
-        yield Label("", id="status-memory", markup=False)
+        for part in PARTS_ON_LINE:
+            label = Label(self._texts[part], id=f"status-{part}", markup=False)
+            label.display = bool(self._texts[part]) or part == "phase"
+            yield label
+
+    def on_mount(self) -> None:
+        self._fit()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _label(self, part: str) -> Label:
+        return self.query_one(f"#status-{part}", Label)
 
     def _set(self, part: str, text: str) -> None:
-        label = self.query_one(f"#status-{part}", Label)
-        if str(label.content) != text:
-            # Fixed-width parts need no layout pass: only their own cells are repainted.
-            label.update(text, layout=part in ("model", "placement"))
+        old = self._texts[part]
+        if old == text:
+            return
+        self._texts[part] = text
+        if not self.is_mounted:
+            return
+        same_width = part_width(part, old) == part_width(part, text)
+        # Same width: only the part's own cells are repainted, no layout pass.
+        self._label(part).update(text, layout=not same_width)
+        if not same_width:
+            self._fit()
+
+    def _fit(self) -> None:
+        """Show the parts that fit whole, most useful first; hide the rest."""
+        available = self.size.width
+        if not available:
+            return
+        shown = parts_that_fit(self._texts, available)
+        for part in PARTS_ON_LINE:
+            # The phase stays on the line even when empty: it is the gap that keeps the figures right.
+            visible = part in shown or (part == "phase" and not self._texts["phase"])
+            label = self._label(part)
+            if label.display != visible:
+                label.display = visible
 
     @property
     def text(self) -> str:
         """The line as a reader sees it (for tests and screen readers)."""
-        parts = [str(label.content) for label in self.query(Label) if label.display and str(label.content)]
+        parts = [
+            self._texts[part] for part in PARTS_ON_LINE if self._label(part).display and self._texts[part]
+        ]
         return " │ ".join(parts)
 
     def set_loading_text(self, text: str) -> None:
@@ -102,7 +155,7 @@ class StatusBar(Horizontal):
     def set_model(self, info: ModelInfo, load_s: float | None = None) -> None:
         self.model_text = info.name or info.file_name
         self._set("model", self.model_text)
-        self.set_class(info.demo, "-demo")
+        self._set("demo", "DEMO" if info.demo else "")
         self._set("placement", f"{info.threads} threads · GPU {info.gpu_layers} layers")
         self.remove_class("-failed")
 
@@ -112,9 +165,10 @@ class StatusBar(Horizontal):
         self.add_class("-failed")
 
     def set_speed(self, tokens: int, tokens_per_s: float, ttft_s: float | None) -> None:
-        ttft = f"TTFT {ttft_s:.2f}s" if ttft_s is not None else ""
-        self.speed = f"{tokens} tok {tokens_per_s:.1f} tok/s {ttft}".strip()
+        self.speed = f"{tokens} tok {tokens_per_s:.1f} tok/s"
+        self.ttft = f"TTFT {ttft_s:.2f}s" if ttft_s is not None else ""
         self._set("speed", self.speed)
+        self._set("ttft", self.ttft)
 
     def set_memory(self, megabytes: float | None) -> None:
         self.memory = f"{megabytes:5.0f} MB" if megabytes is not None else ""

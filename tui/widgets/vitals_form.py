@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal
+from textual.content import Content
 from textual.widgets import Checkbox, Input, Label
 
 from engine.events import Vitals
@@ -34,6 +35,33 @@ TOOLTIPS = {
 OXYGEN_FIELD = "o2"
 
 
+class TickBox(Checkbox):
+    """A checkbox that reads `[x]` when ticked and `[ ]` when not.
+
+    Textual's own box draws the same `▐X▌` either way and tells the two apart by
+    colour alone, which a 16-colour or NO_COLOR terminal does not show.
+    """
+
+    DEFAULT_CSS = """
+    TickBox {
+        & > .toggle--button {
+            color: $foreground;
+            background: transparent;
+            text-style: not dim;
+        }
+        &.-on > .toggle--button {
+            color: $text-success;
+            background: transparent;
+            text-style: bold;
+        }
+    }
+    """
+
+    @property
+    def _button(self) -> Content:
+        return Content.styled("[x]" if self.value else "[ ]", self.get_visual_style("toggle--button"))
+
+
 class VitalsForm(Grid):
     """A compact 3-column grid of one-line fields; values are kept as typed."""
 
@@ -54,6 +82,8 @@ class VitalsForm(Grid):
     VitalsForm Input {
         width: 1fr;
         background: $boost;
+        /* The field's extent shows without colour too (16-colour and NO_COLOR terminals). */
+        text-style: underline;
     }
     VitalsForm Input:focus {
         background: $primary 30%;
@@ -81,7 +111,7 @@ class VitalsForm(Grid):
                     select_on_focus=False,
                 )
         with Horizontal():
-            yield Checkbox("on O₂", id=f"vital-{OXYGEN_FIELD}", compact=True, tooltip="Supplemental oxygen")
+            yield TickBox("on O₂", id=f"vital-{OXYGEN_FIELD}", compact=True, tooltip="Supplemental oxygen")
 
     def _input(self, field_id: str) -> Input:
         return self.query_one(f"#vital-{field_id}", Input)
