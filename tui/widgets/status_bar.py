@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label
 
-from models.info import ModelInfo
+from engine import ModelInfo
 
 
 def process_tree_rss_mb() -> float | None:
