@@ -1,0 +1,182 @@
+"""The engine's API: everything a front end may use, and nothing more.
+
+    from engine import AnalysisRequest, Engine, Finished, Settings
+
+Front ends (`tui/`) import from here only; they never reach into `models/` or
+llama.cpp. Importing `engine` is light: each name is loaded from its module the
+first time it is used (PEP 562), so `import engine` pulls in neither llama.cpp
+nor onnxruntime, PIL or torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.config import ConfigError, Settings, config_path, data_dir
+    from engine.doctor import (
+        DoctorFacts,
+        FileFacts,
+        HardwareFacts,
+        ImageModelFacts,
+        ModelFileFacts,
+        SoftwareFacts,
+        gather_facts,
+    )
+    from engine.engine import Engine
+    from engine.events import (
+        AnalysisRequest,
+        Cancelled,
+        Event,
+        Failed,
+        FieldCompleted,
+        FieldDelta,
+        Finished,
+        ImageAnalysed,
+        ModelLoaded,
+        ModelLoading,
+        Phase,
+        PhaseChanged,
+        PromptPrepared,
+        RiskScored,
+        Timings,
+        Token,
+        Vitals,
+    )
+    from engine.history import History, HistoryEntry, export_assessment, handoff_markdown
+    from engine.imaging import check_image, preview_thumbnail
+    from engine.preview import preview_risk
+    from engine.report import Case, render, report_sections, to_markdown, to_text
+    from engine.schema import DISCLAIMER, Assessment, Finding, ImageFinding, Risk, SafetyFlag
+    from engine.tools import TOOLS, run_tool
+    from models.embedded import DEMO_MODEL_WARNING
+    from models.info import ModelInfo
+
+# public name -> the module that defines it
+_SOURCES: dict[str, str] = {
+    # configuration
+    "Settings": "engine.config",
+    "ConfigError": "engine.config",
+    "data_dir": "engine.config",
+    "config_path": "engine.config",
+    # the engine, its requests and its events
+    "Engine": "engine.engine",
+    "AnalysisRequest": "engine.events",
+    "Vitals": "engine.events",
+    "Timings": "engine.events",
+    "Phase": "engine.events",
+    "Event": "engine.events",
+    "ModelLoading": "engine.events",
+    "ModelLoaded": "engine.events",
+    "PhaseChanged": "engine.events",
+    "PromptPrepared": "engine.events",
+    "Token": "engine.events",
+    "FieldDelta": "engine.events",
+    "FieldCompleted": "engine.events",
+    "RiskScored": "engine.events",
+    "ImageAnalysed": "engine.events",
+    "Finished": "engine.events",
+    "Failed": "engine.events",
+    "Cancelled": "engine.events",
+    "ModelInfo": "models.info",
+    "DEMO_MODEL_WARNING": "models.embedded",
+    # what a front end draws
+    "Assessment": "engine.schema",
+    "Risk": "engine.schema",
+    "Finding": "engine.schema",
+    "ImageFinding": "engine.schema",
+    "SafetyFlag": "engine.schema",
+    "DISCLAIMER": "engine.schema",
+    # the live risk preview and image checking, while the case is typed
+    "preview_risk": "engine.preview",
+    "check_image": "engine.imaging",
+    "preview_thumbnail": "engine.imaging",
+    # history, export and the one report renderer
+    "History": "engine.history",
+    "HistoryEntry": "engine.history",
+    "export_assessment": "engine.history",
+    "handoff_markdown": "engine.history",
+    "Case": "engine.report",
+    "report_sections": "engine.report",
+    "render": "engine.report",
+    "to_text": "engine.report",
+    "to_markdown": "engine.report",
+    # installation checks and the image-model tools
+    "gather_facts": "engine.doctor",
+    "DoctorFacts": "engine.doctor",
+    "SoftwareFacts": "engine.doctor",
+    "HardwareFacts": "engine.doctor",
+    "FileFacts": "engine.doctor",
+    "ModelFileFacts": "engine.doctor",
+    "ImageModelFacts": "engine.doctor",
+    "TOOLS": "engine.tools",
+    "run_tool": "engine.tools",
+}
+
+__all__ = [
+    "DISCLAIMER",
+    "DEMO_MODEL_WARNING",
+    "TOOLS",
+    "AnalysisRequest",
+    "Assessment",
+    "Cancelled",
+    "Case",
+    "ConfigError",
+    "DoctorFacts",
+    "Engine",
+    "Event",
+    "Failed",
+    "FieldCompleted",
+    "FieldDelta",
+    "FileFacts",
+    "Finding",
+    "Finished",
+    "HardwareFacts",
+    "History",
+    "HistoryEntry",
+    "ImageAnalysed",
+    "ImageFinding",
+    "ImageModelFacts",
+    "ModelFileFacts",
+    "ModelInfo",
+    "ModelLoaded",
+    "ModelLoading",
+    "Phase",
+    "PhaseChanged",
+    "PromptPrepared",
+    "Risk",
+    "RiskScored",
+    "SafetyFlag",
+    "Settings",
+    "SoftwareFacts",
+    "Timings",
+    "Token",
+    "Vitals",
+    "check_image",
+    "config_path",
+    "data_dir",
+    "export_assessment",
+    "gather_facts",
+    "handoff_markdown",
+    "preview_risk",
+    "preview_thumbnail",
+    "render",
+    "report_sections",
+    "run_tool",
+    "to_markdown",
+    "to_text",
+]
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(source), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

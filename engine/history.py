@@ -5,22 +5,27 @@ reader never waits for the writer. Its schema version is `PRAGMA user_version`;
 each entry of `MIGRATIONS` moves it one step up, inside one transaction.
 
 `export_assessment` writes a JSON file (the whole checked assessment) and a
-Markdown handoff note (what a colleague reads, disclaimer included) under
+Markdown handoff note (what a colleague reads, in SBAR order, rendered by
+`engine.report` like the terminal report, disclaimer included) under
 `<data dir>/exports/` and returns both paths so the front end can show them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
 from engine.config import data_dir
+from engine.events import Vitals
 from engine.files import atomic_write_text
+from engine.report import Case, form_vitals, to_markdown
 from engine.schema import DISCLAIMER, Assessment
 
 HISTORY_FILE = "history.sqlite3"
@@ -166,58 +171,27 @@ def _entry(row: tuple[Any, ...]) -> HistoryEntry | None:
 # --- export -------------------------------------------------------------------
 
 
-def handoff_markdown(assessment: Assessment, note: str = "", when: str | None = None) -> str:
-    """The Markdown handoff note a colleague reads; it always carries the disclaimer."""
-    when = when or datetime.now().astimezone().isoformat(timespec="minutes")
-    lines = [
-        "# Clinical decision support: assessment",
-        "",
-        f"> **{DISCLAIMER}**",
-        "",
-        f"- Generated: {when}",
-    ]
-    model = assessment.model.get("name") or assessment.model.get("file")
-    if model:
-        lines.append(
-            f"- Model: {model}" + (" (DEMO, not a medical model)" if assessment.model.get("demo") else "")
-        )
-    lines += ["", f"## Risk: {assessment.risk_level}", ""]
-    lines += [f"- {reason}" for reason in assessment.risk.reasons] or ["- (no rule-based reasons)"]
-    lines += ["", "## Summary", "", assessment.summary or "(none)", "", "## Key findings", ""]
-    if assessment.findings:
-        for finding in assessment.findings:
-            mark = "supported" if finding.supported else "UNSUPPORTED"
-            evidence = f' — evidence: "{finding.evidence}"' if finding.evidence else ""
-            lines.append(f"- [{mark}] {finding.text}{evidence}")
-    else:
-        lines += [f"- {text}" for text in assessment.key_findings] or ["- (none)"]
-    lines += ["", "## Recommendations", ""]
-    lines += [f"- {text}" for text in assessment.recommendations] or ["- (none)"]
-    explanation = assessment.confidence_basis.get("explanation", "")
-    lines += [
-        "",
-        "## Confidence",
-        "",
-        f"{assessment.confidence:.2f}" + (f" — {explanation}" if explanation else ""),
-    ]
-    if assessment.safety.flags:
-        lines += ["", "## Safety flags", ""]
-        lines += [
-            f"- {flag.kind}: {flag.text}" + (f" ({flag.detail})" if flag.detail else "")
-            for flag in assessment.safety.flags
-        ]
-    if note:
-        lines += ["", "## Patient note (as analysed)", "", "```text", note.replace("```", "ʼʼʼ"), "```"]
-    lines += ["", f"**{DISCLAIMER}**", ""]
-    return "\n".join(lines)
+def handoff_markdown(
+    assessment: Assessment,
+    note: str = "",
+    when: str | None = None,
+    *,
+    image_path: str | None = None,
+    vitals: Vitals | Mapping[str, Any] | None = None,
+    image_error: str | None = None,
+) -> str:
+    """The Markdown handoff note a colleague reads, in SBAR order; it always carries the disclaimer."""
+    case = Case(note=note, image_path=image_path, vitals=form_vitals(vitals), image_error=image_error)
+    return to_markdown(assessment, case, when)
 
 
 def export_assessment(
     assessment: Assessment,
     note: str,
     image_path: str | None = None,
-    vitals: dict[str, Any] | None = None,
+    vitals: Vitals | Mapping[str, Any] | None = None,
     directory: Path | None = None,
+    image_error: str | None = None,
 ) -> tuple[Path, Path]:
     """Write `<stamp>.json` and `<stamp>.md` under `exports/`; returns both paths."""
     directory = directory or data_dir() / "exports"
@@ -232,10 +206,19 @@ def export_assessment(
         "disclaimer": DISCLAIMER,
         "note": note,
         "image_path": image_path,
-        "vitals": vitals or {},
+        "vitals": _vitals_dict(vitals),
         "assessment": assessment.model_dump(mode="json"),
     }
     json_path, markdown_path = base.with_suffix(".json"), base.with_suffix(".md")
     atomic_write_text(json_path, json.dumps(payload, indent=2, ensure_ascii=False))
-    atomic_write_text(markdown_path, handoff_markdown(assessment, note))
+    handoff = handoff_markdown(
+        assessment, note, image_path=image_path, vitals=vitals, image_error=image_error
+    )
+    atomic_write_text(markdown_path, handoff)
     return json_path, markdown_path
+
+
+def _vitals_dict(vitals: Vitals | Mapping[str, Any] | None) -> dict[str, Any]:
+    if isinstance(vitals, Vitals):
+        return dataclasses.asdict(vitals)
+    return dict(vitals or {})

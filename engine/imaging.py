@@ -1,4 +1,8 @@
-"""Image assist for the assessment: image-text similarity findings, never a diagnosis."""
+"""Image assist for the assessment: image-text similarity findings, never a diagnosis.
+
+`check_image` and `preview_thumbnail` are what a front end needs while a path is
+typed; they load the image libraries only when called.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,33 @@ from engine.config import Settings
 from engine.schema import ImageFinding
 
 if TYPE_CHECKING:
+    from PIL.Image import Image
+
     from models.vision import VisionModel
 
 TOP_K = 3
 _models: dict[Path, VisionModel] = {}
 _models_lock = threading.Lock()
+
+
+def check_image(path: str | None) -> str | None:
+    """None when `path` looks like a usable image, else a one-line reason. Never raises.
+
+    Cheap enough to call as the path is typed: it reads headers, not pixels.
+    """
+    from models.images import validate_image_path
+
+    return validate_image_path(path)
+
+
+def preview_thumbnail(path: str, max_size: tuple[int, int]) -> Image:
+    """A small RGB thumbnail (aspect kept) for a half-block terminal preview.
+
+    Raises `ValueError` with a one-line reason when the image cannot be read.
+    """
+    from models.images import preview_image
+
+    return preview_image(path, max_size)
 
 
 def analyse(image_path: str, settings: Settings) -> tuple[list[ImageFinding], str | None]:

@@ -31,8 +31,14 @@ is a floor the model may raise but never lower.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engine.schema import RISK_ORDER, News2, Qsofa, Risk, RiskLevel
-from engine.vitals import Reading, VitalSigns
+from engine.text import neutralise
+from engine.vitals import Reading, VitalSigns, extract_vitals, merge_vitals
+
+if TYPE_CHECKING:
+    from engine.events import Vitals
 
 # (lowest, highest, points) rows of the chart, in order; None = unbounded
 Rows = tuple[tuple[float | None, float | None, int], ...]
@@ -187,6 +193,11 @@ def score_risk(vitals: VitalSigns) -> Risk:
         rule_level=news2.band,
         reasons=reasons,
     )
+
+
+def risk_from_note(note: str, form: Vitals | None) -> Risk:
+    """The risk step of a run: vitals read from the note, the form's values on top, then scored."""
+    return score_risk(merge_vitals(extract_vitals(neutralise(note)), form))
 
 
 def final_risk_level(risk: Risk, model_level: RiskLevel | None) -> tuple[RiskLevel, list[str]]:

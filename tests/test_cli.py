@@ -159,8 +159,13 @@ def test_escape_sequences_are_neutralised_before_the_terminal(tmp_path):
     result = cli("analyze", "--note", str(note), "--max-tokens", "300")
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
-    if "Cough" in result.stdout:
-        assert "␛" in result.stdout  # shown, harmlessly, where the note is quoted
+    assert "  | Cough ␛[2J␛]52;c;cHduZWQ=␇ for 2 days." in result.stdout  # the note, quoted harmlessly
+    headings = [
+        result.stdout.index(f"\n{title}\n")
+        for title in ("SITUATION", "BACKGROUND", "ASSESSMENT", "RECOMMENDATION")
+    ]
+    assert headings == sorted(headings)  # the terminal report is the SBAR report
+    assert "  - NEWS2: 0 (Low, partial): RR 16 → 0, HR 80 → 0, consciousness A → 0" in result.stdout
 
 
 def test_demo_streams_the_bundled_cases():

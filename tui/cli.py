@@ -17,10 +17,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.config import ConfigError, Settings
-from engine.events import (
+from engine import (
+    TOOLS,
     AnalysisRequest,
     Cancelled,
+    Case,
+    ConfigError,
     Failed,
     FieldCompleted,
     FieldDelta,
@@ -30,11 +32,12 @@ from engine.events import (
     ModelLoading,
     PromptPrepared,
     RiskScored,
+    Settings,
     Token,
 )
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine import Engine
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -59,11 +62,15 @@ class Output:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, tool_args = parser.parse_known_args(argv)
     command = args.command or "tui"
+    if command in TOOLS:
+        from engine import run_tool
+
+        return run_tool(command, tool_args, prog=parser.prog)
+    if tool_args:
+        parser.error(f"unrecognized arguments: {' '.join(tool_args)}")
     try:
-        if command in ("export-vision", "train-probe"):
-            return args.handler(args)
         settings = Settings.resolve(
             model=args.model,
             threads=args.threads,
@@ -139,18 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--examples", type=Path, default=EXAMPLES_DIR, help="folder of example case JSON files")
     commands.add_parser("doctor", parents=[common], help="check the installation, hardware and model files")
 
-    from models import export_vision, probe
-
-    export = commands.add_parser(
-        "export-vision", help="export BiomedCLIP's vision tower to INT8 ONNX (needs the export extra)"
-    )
-    export_vision.add_arguments(export)
-    export.set_defaults(handler=export_vision.main)
-    train = commands.add_parser(
-        "train-probe", help="train a linear probe on labelled images for the image model"
-    )
-    probe.add_arguments(train)
-    train.set_defaults(handler=probe.main)
+    for tool in TOOLS.values():
+        # the tool parses its own arguments when it runs, so its modules load only then
+        commands.add_parser(tool.name, help=f"{tool.help}; see {tool.name} --help", add_help=False)
     return parser
 
 
@@ -182,7 +180,7 @@ def _examples(folder: Path) -> list[dict]:
 
 
 async def _analyze(settings: Settings, requests: list[AnalysisRequest], json_mode: bool) -> int:
-    from engine.engine import Engine
+    from engine import Engine
 
     out = Output(json_mode)
     engine = Engine(settings)
@@ -221,6 +219,7 @@ async def _analyze(settings: Settings, requests: list[AnalysisRequest], json_mod
 
 async def _stream_one(engine: Engine, request: AnalysisRequest, out: Output) -> tuple[int, dict | None]:
     current_field = None
+    image_error: str | None = None
     async for event in engine.run(request):
         match event:
             case ModelLoading(path=path, demo=demo):
@@ -236,6 +235,7 @@ async def _stream_one(engine: Engine, request: AnalysisRequest, out: Output) -> 
                 for reason in risk.reasons:
                     out.note(f"rules: {reason}")
             case ImageAnalysed(findings=findings, error=error):
+                image_error = error
                 out.note(
                     f"image: {error}"
                     if error
@@ -270,9 +270,10 @@ async def _stream_one(engine: Engine, request: AnalysisRequest, out: Output) -> 
                 )
                 if assessment is None:
                     return EXIT_OK, {"text": text, "model": model.to_dict(), "timings": timings.to_dict()}
-                from engine.report import to_text
+                from engine import to_text
 
-                out.stream(to_text(assessment))
+                case = Case(request.note, request.image_path, request.vitals, image_error)
+                out.stream(to_text(assessment, case))
                 return EXIT_OK, assessment.model_dump(mode="json")
             case Cancelled(partial_text=partial):
                 out.stream("\n")
@@ -288,7 +289,7 @@ async def _stream_one(engine: Engine, request: AnalysisRequest, out: Output) -> 
 
 
 def _demo_banner() -> str:
-    from models.embedded import DEMO_MODEL_WARNING
+    from engine import DEMO_MODEL_WARNING
 
     return f"*** {DEMO_MODEL_WARNING} ***"
 

@@ -16,7 +16,7 @@ from textual.suggester import Suggester
 from textual.widgets import Input, Label, Static
 from textual.worker import get_current_worker
 
-from models.images import preview_image, validate_image_path
+from engine import check_image, preview_thumbnail
 from tui.messages import ImagePathChecked
 
 PREVIEW_CELLS = (24, 8)  # columns x rows; half-blocks give two pixel rows per cell
@@ -147,7 +147,7 @@ class ImageField(Vertical):
     def _check(self, value: str) -> None:
         value = value.strip()
         status = self.query_one("#image-status", Static)
-        self.error = None if not value else validate_image_path(value)
+        self.error = None if not value else check_image(value)
         self.set_class(bool(value) and self.error is not None, "-invalid")
         self.set_class(bool(value) and self.error is None, "-valid")
         if not value:
@@ -162,7 +162,7 @@ class ImageField(Vertical):
     @work(thread=True, exclusive=True, group="image-preview")
     def _load_preview(self, path: str) -> None:
         try:
-            image = preview_image(path, (PREVIEW_CELLS[0], PREVIEW_CELLS[1] * 2))
+            image = preview_thumbnail(path, (PREVIEW_CELLS[0], PREVIEW_CELLS[1] * 2))
             pixels = Pixels.from_image(image, renderer=HalfcellRenderer())
         except Exception as exc:  # noqa: BLE001 - a preview must never take the app down
             if not get_current_worker().is_cancelled:

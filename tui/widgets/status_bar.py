@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label
 
-from models.info import ModelInfo
+from engine import ModelInfo
 
 # Most useful first. When the line is too narrow, parts are hidden from the end of this list.
 PARTS_BY_IMPORTANCE = ("model", "demo", "phase", "speed", "ttft", "placement", "memory")

@@ -1,0 +1,154 @@
+"""What this machine and installation can do, gathered as small typed records.
+
+`gather_facts` looks at the software, the hardware, the files the app uses, the
+language model file and the image model. It never raises for a broken model: a
+problem is recorded as a one-line reason, and `DoctorFacts.problems` counts them.
+Front ends only print the records (`medgemma-tui doctor`).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from engine.config import ENV_MODEL, Settings, cache_dir, config_path, data_dir
+
+REPORTED_PACKAGES = ("llama-cpp-python", "onnxruntime", "textual")
+
+
+@dataclass(frozen=True, slots=True)
+class SoftwareFacts:
+    python_version: str
+    python_executable: str
+    package_versions: dict[str, str]  # distribution name -> version, or "not installed"
+    gpu_offload_supported: bool  # the llama.cpp build can offload layers to a GPU
+    amx: bool  # the llama.cpp build uses AMX (its repacked weights are turned off)
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareFacts:
+    threads: int
+    threads_set: bool  # chosen by the user rather than the physical core count
+    memory_available_bytes: int
+    memory_total_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileFacts:
+    config_path: Path
+    config_present: bool
+    data_dir: Path
+    cache_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFileFacts:
+    """The language model file and what its GGUF header says."""
+
+    source: str  # "--model", "MEDGEMMA_TUI_MODEL", "config file", "embedded demo"
+    demo: bool
+    path: Path | None  # None when the embedded demo model could not be assembled
+    file_size: int = 0
+    gguf_version: int | None = None
+    summary: dict[str, Any] | None = None  # architecture, name, quantization, ...
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageModelFacts:
+    path: Path | None  # None: no image model is installed
+    description: dict[str, Any] | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorFacts:
+    software: SoftwareFacts
+    hardware: HardwareFacts
+    files: FileFacts
+    language_model: ModelFileFacts
+    image_model: ImageModelFacts
+    model_env_var: str = ENV_MODEL
+
+    @property
+    def problems(self) -> int:
+        return sum(part.problem is not None for part in (self.language_model, self.image_model))
+
+
+def gather_facts(settings: Settings) -> DoctorFacts:
+    return DoctorFacts(
+        software=software_facts(),
+        hardware=hardware_facts(settings),
+        files=FileFacts(config_path(), config_path().exists(), data_dir(), cache_dir()),
+        language_model=model_file_facts(settings),
+        image_model=image_model_facts(settings),
+    )
+
+
+def software_facts() -> SoftwareFacts:
+    import llama_cpp
+
+    from models.hardware import gpu_offload_supported
+    from models.llm import build_has_amx
+
+    return SoftwareFacts(
+        python_version=platform.python_version(),
+        python_executable=sys.executable,
+        package_versions={name: package_version(name) for name in REPORTED_PACKAGES},
+        gpu_offload_supported=gpu_offload_supported(),
+        amx=build_has_amx(llama_cpp),
+    )
+
+
+def hardware_facts(settings: Settings) -> HardwareFacts:
+    from models.hardware import memory_summary, physical_cores
+
+    memory = memory_summary()
+    return HardwareFacts(
+        threads=settings.threads or physical_cores(),
+        threads_set=settings.threads is not None,
+        memory_available_bytes=memory["available_bytes"],
+        memory_total_bytes=memory["total_bytes"],
+    )
+
+
+def model_file_facts(settings: Settings) -> ModelFileFacts:
+    from models.gguf import GgufError, read_gguf
+
+    demo = settings.model_path is None
+    path = settings.model_path
+    if path is None:
+        from models.embedded import embedded_model_path
+
+        try:
+            path = embedded_model_path(cache_dir())
+        except (OSError, ValueError) as exc:
+            return ModelFileFacts(settings.model_source, demo, None, problem=str(exc))
+    try:
+        info = read_gguf(path)
+    except GgufError as exc:
+        return ModelFileFacts(settings.model_source, demo, path, problem=str(exc))
+    return ModelFileFacts(settings.model_source, demo, path, info.file_size, info.version, info.summary())
+
+
+def image_model_facts(settings: Settings) -> ImageModelFacts:
+    if settings.vision_model is None:
+        return ImageModelFacts(None)
+    from models.vision import VisionModel, VisionModelError
+
+    try:
+        vision = VisionModel.load(settings.vision_model)
+    except VisionModelError as exc:
+        return ImageModelFacts(settings.vision_model, problem=str(exc))
+    return ImageModelFacts(settings.vision_model, description=vision.describe())
+
+
+def package_version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
