@@ -114,58 +114,40 @@ class LocalWorkerBackend:
     async def close(self) -> None:
         if self._worker:
             worker, self._worker, self._info = self._worker, None, None
-            await asyncio.to_thread(worker.stop)
+            await worker.stop()
 
 
 class _Mailbox:
-    """Replies from the reader thread to the event loop, waking the loop only when it waits.
-
-    Tokens arrive at decode speed; one loop wake-up per token costs the parent
-    process CPU that llama.cpp's threads would otherwise use. Replies that
-    arrive while the loop is busy are simply picked up on its next `get`.
-    """
+    """Replies waiting for the engine. Filled on the event loop itself, so no locks."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._lock = threading.Lock()
         self._replies: deque[wire.Reply] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._wake_pending = False
 
-    def put(self, replies: list[wire.Reply]) -> None:
-        """Called on the reader thread."""
-        with self._lock:
-            self._replies.extend(replies)
-            if self._waiter is None or self._wake_pending:
-                return
-            self._wake_pending = True
-        try:
-            self._loop.call_soon_threadsafe(self._wake)
-        except RuntimeError:  # the loop has closed
-            pass
-
-    def _wake(self) -> None:
-        with self._lock:
-            waiter, self._waiter, self._wake_pending = self._waiter, None, False
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def put(self, reply: wire.Reply) -> None:
+        self._replies.append(reply)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def get(self) -> wire.Reply:
-        while True:
-            with self._lock:
-                if self._replies:
-                    return self._replies.popleft()
-                waiter = self._waiter = self._loop.create_future()
+        while not self._replies:
+            self._waiter = self._loop.create_future()
             try:
-                await waiter
+                await self._waiter
             finally:
-                with self._lock:
-                    if self._waiter is waiter:
-                        self._waiter = None
+                self._waiter = None
+        return self._replies.popleft()
 
 
 class _WorkerProcess:
-    """One worker process and the thread that reads its replies."""
+    """One worker process, its replies read by the event loop as they arrive.
+
+    Tokens arrive at decode speed, and on a machine whose cores llama.cpp keeps
+    busy every CPU cycle this process spends per token is taken from decoding.
+    The loop watches the pipe itself: one wake-up per reply, and no reader
+    thread to hand over from.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         _start_resource_tracker()
@@ -177,20 +159,23 @@ class _WorkerProcess:
         self.process.start()
         child_conn.close()
         self.mailbox = _Mailbox(loop)
+        self._loop = loop
         self._send_lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True, name="medgemma-worker-reader").start()
+        self._watching = True
+        loop.add_reader(self.conn.fileno(), self._on_readable)
 
-    def _read(self) -> None:
-        while True:
-            try:
-                replies = [_receive(self.conn)]
-                while self.conn.poll():  # take what else is already there in the same hand-over
-                    replies.append(_receive(self.conn))
-            except (EOFError, OSError):
-                self.process.join(timeout=5)
-                self.mailbox.put([wire.WorkerDied(self.process.exitcode)])
-                return
-            self.mailbox.put(replies)
+    def _on_readable(self) -> None:
+        try:
+            self.mailbox.put(_receive(self.conn))  # a reply is written whole, so this does not block
+        except (EOFError, OSError):
+            self._stop_watching()
+            ended = self._loop.run_in_executor(None, self.process.join, 5)
+            ended.add_done_callback(lambda _: self.mailbox.put(wire.WorkerDied(self.process.exitcode)))
+
+    def _stop_watching(self) -> None:
+        if self._watching:
+            self._watching = False
+            self._loop.remove_reader(self.conn.fileno())
 
     def send(self, message: wire.Command) -> bool:
         with self._send_lock:
@@ -208,7 +193,11 @@ class _WorkerProcess:
     def pid(self) -> int | None:
         return self.process.pid
 
-    def stop(self, timeout: float = 3.0) -> None:
+    async def stop(self, timeout: float = 3.0) -> None:
+        self._stop_watching()
+        await asyncio.to_thread(self._end_process, timeout)
+
+    def _end_process(self, timeout: float) -> None:
         self.send(wire.Stop())
         self.process.join(timeout)
         if self.process.is_alive():
