@@ -9,8 +9,6 @@ partial assessment marked incomplete, never a crash.
 
 from __future__ import annotations
 
-import json
-
 from pydantic import ValidationError
 
 from engine.confidence import compute_confidence
@@ -27,29 +25,32 @@ from engine.schema import (
     Risk,
     SafetyFlag,
 )
-from engine.text import neutralise_tree
 from models.embedded import DEMO_MODEL_WARNING
 from models.info import ModelInfo
 
 INCOMPLETE_SUMMARY = "Incomplete: the model stopped before it finished its answer. Review the note directly."
 
 
-def parse_answer(text: str) -> tuple[ModelAnswer, bool]:
-    """The model's answer and whether it was complete. Never raises."""
-    try:
-        return ModelAnswer.model_validate(neutralise_tree(json.loads(text))), True
-    except (json.JSONDecodeError, ValidationError, TypeError):
-        pass
-    stream = JsonFieldStream()
-    stream.feed(text)
-    fields = neutralise_tree(stream.fields)
+def read_answer(stream: JsonFieldStream) -> tuple[ModelAnswer, bool]:
+    """The model's answer from the fields the stream parser holds, and whether it was complete.
+
+    Never raises: a cut-off or invalid answer gives the fields that did arrive.
+    """
+    fields = stream.fields
+    if stream.complete:
+        try:
+            return ModelAnswer.model_validate(fields), True
+        except ValidationError:
+            pass
     findings: list[ModelFinding] = []
-    for item in fields.get("key_findings") or []:
+    key_findings = fields.get("key_findings")
+    for item in key_findings if isinstance(key_findings, list) else []:
         try:
             findings.append(ModelFinding.model_validate(item))
         except ValidationError:
             continue
     level = fields.get("risk_level")
+    recommendations = fields.get("recommendations")
     partial = ModelAnswer.model_construct(
         reasoning=_text(fields.get("reasoning")),
         summary=_text(fields.get("summary")),
@@ -57,7 +58,9 @@ def parse_answer(text: str) -> tuple[ModelAnswer, bool]:
         # model_construct skips validation on purpose: a cut-off answer may have no risk level yet,
         # which pydantic's plugin types as required.
         risk_level=level if level in ("Low", "Moderate", "High") else None,  # type: ignore[arg-type]
-        recommendations=[r for r in fields.get("recommendations") or [] if isinstance(r, str)],
+        recommendations=[r for r in recommendations if isinstance(r, str)]
+        if isinstance(recommendations, list)
+        else [],
     )
     return partial, False
 
@@ -68,7 +71,7 @@ def _text(value: object) -> str:
 
 def build(
     *,
-    text: str,
+    stream: JsonFieldStream,
     note: str,
     risk: Risk,
     image_findings: list[ImageFinding],
@@ -78,7 +81,7 @@ def build(
     hit_token_limit: bool = False,
     note_truncated: bool = False,
 ) -> Assessment:
-    answer, complete = parse_answer(text)
+    answer, complete = read_answer(stream)
     checked = review(answer, note, image_findings)
     flags: list[SafetyFlag] = list(checked.flags)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
+from engine.jsonstream import JsonValue
+from engine.schema import Assessment, ImageFinding, Risk
 from models.info import ModelInfo
 
 Phase = Literal[
@@ -25,6 +27,8 @@ Phase = Literal[
 ]
 
 Mode = Literal["assessment", "text"]
+FailureKind = Literal["bad-model", "bad-input", "worker-died", "internal"]
+CancelPoint = Literal["", "prompt", "decode"]  # "": before the model started on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +76,7 @@ class Timings:
             return 0.0
         return (self.generated_tokens - 1) / self.decode_s
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, int | float]:
         return {
             "prompt_tokens": self.prompt_tokens,
             "generated_tokens": self.generated_tokens,
@@ -133,19 +137,19 @@ class FieldCompleted:
     """A top-level field of the structured answer finished streaming."""
 
     name: str
-    value: Any
+    value: JsonValue
 
 
 @dataclass(frozen=True, slots=True)
 class RiskScored:
     """Rule-based risk, known before the model says anything."""
 
-    risk: Any  # engine.schema.Risk
+    risk: Risk
 
 
 @dataclass(frozen=True, slots=True)
 class ImageAnalysed:
-    findings: list[Any]  # engine-side image findings (dicts)
+    findings: list[ImageFinding]
     error: str | None = None
 
 
@@ -154,13 +158,13 @@ class Finished:
     text: str
     timings: Timings
     model: ModelInfo
-    assessment: Any = None  # engine.schema.Assessment in assessment mode
+    assessment: Assessment | None = None  # in assessment mode
 
 
 @dataclass(frozen=True, slots=True)
 class Failed:
     message: str
-    kind: str  # "bad-model", "bad-input", "worker-died", "internal"
+    kind: FailureKind
     partial_text: str = ""
     timings: Timings | None = None
 
@@ -169,7 +173,7 @@ class Failed:
 class Cancelled:
     partial_text: str
     timings: Timings | None = None
-    during: str = ""  # "prompt" or "decode": where the model was when it stopped
+    during: CancelPoint = ""  # where the model was when it stopped
     tokens_after_cancel: int | None = None  # generated after the worker saw the cancel
 
 

@@ -8,8 +8,6 @@ enough for every token.
 
 from __future__ import annotations
 
-from typing import Any
-
 _TABLE = {code: 0x2400 + code for code in range(0x20) if chr(code) not in "\n\t"}
 _TABLE[0x7F] = 0x2421  # ␡
 _TABLE.update({code: 0xFFFD for code in range(0x80, 0xA0)})
@@ -17,14 +15,3 @@ _TABLE.update({code: 0xFFFD for code in range(0x80, 0xA0)})
 
 def neutralise(text: str) -> str:
     return text.translate(_TABLE)
-
-
-def neutralise_tree(value: Any) -> Any:
-    """Neutralise every string inside a JSON-like structure."""
-    if isinstance(value, str):
-        return neutralise(value)
-    if isinstance(value, list):
-        return [neutralise_tree(item) for item in value]
-    if isinstance(value, dict):
-        return {key: neutralise_tree(item) for key, item in value.items()}
-    return value

@@ -5,12 +5,7 @@ segfault, an out-of-memory kill). Running the model here keeps the process
 that holds the UI and the clinician's note alive whatever happens; the engine
 notices the death, reports it and starts a fresh worker.
 
-Messages are plain tuples over a multiprocessing pipe:
-  to the worker:   ("load", LoadSpec) ("run", Job) ("cancel", job_id) ("stop",)
-  from the worker: ("loaded", ModelInfo, load_s) ("load-failed", message)
-                   ("prompt", job_id, dict) ("token", job_id, text, logprob)
-                   ("done", job_id, dict) ("cancelled", job_id, dict)
-                   ("error", job_id, kind, message)
+The messages in both directions are the dataclasses of `engine.wire`.
 """
 
 from __future__ import annotations
@@ -18,174 +13,152 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
+from typing import TYPE_CHECKING
 
-from engine.prompts import FittedNote, PromptContext, build_messages, fit_note
+from engine import wire
+from engine.prompts import FittedNote, build_messages, fit_note
 
 if TYPE_CHECKING:
-    from models.info import ModelInfo
     from models.llm import LlamaRuntime, LoadSpec
 
-# The messages above, as types. Quoted so that models.llm is still imported only inside the worker.
-WorkerCommand: TypeAlias = (
-    "tuple[Literal['load'], LoadSpec]"
-    " | tuple[Literal['run'], Job]"
-    " | tuple[Literal['cancel'], str]"
-    " | tuple[Literal['stop']]"
-)
-WorkerReply: TypeAlias = (
-    "tuple[Literal['loaded'], ModelInfo, float]"
-    " | tuple[Literal['load-failed'], str]"
-    " | tuple[Literal['prompt'], str, dict[str, int]]"
-    " | tuple[Literal['token'], str, str, float | None]"
-    " | tuple[Literal['done', 'cancelled'], str, dict[str, Any]]"
-    " | tuple[Literal['error'], str, str, str]"
-)
+
+@dataclass(slots=True)
+class _Progress:
+    """What the command reader sees of the job being decoded, under `lock`."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    job_id: str | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    generated: int = 0
+    generated_at_cancel: int | None = None
+    cancelled_ids: set[str] = field(default_factory=set)
+
+    def start(self, job_id: str) -> threading.Event:
+        with self.lock:
+            self.job_id, self.cancel, self.generated = job_id, threading.Event(), 0
+            self.generated_at_cancel = None
+            if job_id in self.cancelled_ids:  # cancelled before it started
+                self.cancel.set()
+                self.generated_at_cancel = 0
+            return self.cancel
+
+    def request_cancel(self, job_id: str) -> None:
+        with self.lock:
+            self.cancelled_ids.add(job_id)
+            if self.job_id == job_id and not self.cancel.is_set():
+                self.generated_at_cancel = self.generated
+                self.cancel.set()
+
+    def finish(self, job_id: str) -> None:
+        with self.lock:
+            self.job_id = None
+            self.cancelled_ids.discard(job_id)
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    id: str
-    note: str
-    mode: str
-    context: PromptContext
-    max_tokens: int
-    temperature: float
-    seed: int
-    grammar_schema: dict[str, Any] | None = None
+class _Outbox:
+    """The pipe to the engine; both the decode thread and the command reader write to it."""
 
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
 
-class _Progress(TypedDict):
-    """What the reader thread needs to see of the job being decoded."""
-
-    id: str | None
-    event: threading.Event
-    generated: int
-    generated_at_cancel: int | None
-
-
-class _DecodeStats(TypedDict):
-    prompt_tokens: int
-    generated_tokens: int
-    first_token_at: float | None
-    last_token_at: float | None
+    def send(self, message: wire.Reply) -> None:
+        with self._lock:
+            self._conn.send(message)
 
 
 def worker_main(conn: Connection) -> None:
     """Entry point of the worker process."""
-    inbox: queue.Queue[WorkerCommand] = queue.Queue()
-    cancelled: set[str] = set()
-    current: _Progress = {"id": None, "event": threading.Event(), "generated": 0, "generated_at_cancel": None}
-    lock = threading.Lock()
+    outbox = _Outbox(conn)
+    inbox: queue.Queue[wire.Load | wire.Run | wire.Stop] = queue.Queue()
+    progress = _Progress()
 
     def read_commands() -> None:
         # A separate reader lets a cancel arrive while the main thread decodes.
         while True:
             try:
-                message: WorkerCommand = conn.recv()
+                message: object = conn.recv()
             except (EOFError, OSError):
-                inbox.put(("stop",))
+                inbox.put(wire.Stop())
                 return
-            if message[0] == "cancel":
-                with lock:
-                    cancelled.add(message[1])
-                    if current["id"] == message[1] and not current["event"].is_set():
-                        current["generated_at_cancel"] = current["generated"]
-                        current["event"].set()
-            else:
-                inbox.put(message)
+            match message:
+                case wire.Cancel(job_id=job_id):
+                    progress.request_cancel(job_id)
+                case wire.Load() | wire.Run() | wire.Stop():
+                    inbox.put(message)
+                case _:
+                    outbox.send(wire.Error(None, "internal", f"unknown command {type(message).__name__}"))
 
     threading.Thread(target=read_commands, daemon=True).start()
     runtime: LlamaRuntime | None = None
     while True:
-        message = inbox.get()
-        if message[0] == "stop":
-            break
-        if message[0] == "load":
-            runtime = _load(conn, message[1])
-            continue
-        if message[0] == "run":
-            job = message[1]
-            with lock:
-                event = threading.Event()
-                if job.id in cancelled:
-                    event.set()
-                current.update(
-                    {
-                        "id": job.id,
-                        "event": event,
-                        "generated": 0,
-                        "generated_at_cancel": 0 if event.is_set() else None,
-                    }
-                )
-            if runtime is None:
-                conn.send(("error", job.id, "bad-model", "no model is loaded"))
-                continue
-            _run(conn, runtime, job, event, current)
-            with lock:
-                current["id"] = None
-                cancelled.discard(job.id)
+        match inbox.get():
+            case wire.Stop():
+                break
+            case wire.Load(spec=spec):
+                if runtime is not None:
+                    runtime.close()
+                runtime = _load(outbox, spec)
+            case wire.Run(job=job):
+                cancel = progress.start(job.id)
+                if runtime is None:
+                    outbox.send(wire.Error(job.id, "bad-model", "no model is loaded"))
+                else:
+                    _run(outbox, runtime, job, cancel, progress)
+                progress.finish(job.id)
     if runtime is not None:
         runtime.close()
 
 
-def _load(conn: Connection, spec: LoadSpec) -> LlamaRuntime | None:
+def _load(outbox: _Outbox, spec: LoadSpec) -> LlamaRuntime | None:
     from models.llm import LlamaRuntime, ModelLoadError
 
     start = time.perf_counter()
     try:
         runtime = LlamaRuntime(spec)
     except (ModelLoadError, ValueError, OSError) as exc:
-        conn.send(("load-failed", str(exc)))
+        outbox.send(wire.LoadFailed(str(exc)))
         return None
-    conn.send(("loaded", runtime.info, time.perf_counter() - start))
+    outbox.send(wire.Loaded(runtime.info, time.perf_counter() - start))
     return runtime
 
 
 def _run(
-    conn: Connection, runtime: LlamaRuntime, job: Job, cancel: threading.Event, progress: _Progress
+    outbox: _Outbox, runtime: LlamaRuntime, job: wire.Job, cancel: threading.Event, progress: _Progress
 ) -> None:
     from models.llm import GenerationAborted, GrammarError, build_grammar
 
     start = time.perf_counter()
-    stats: _DecodeStats = {
-        "prompt_tokens": 0,
-        "generated_tokens": 0,
-        "first_token_at": None,
-        "last_token_at": None,
-    }
-
-    def timings() -> dict[str, Any]:
-        first, last = stats["first_token_at"], stats["last_token_at"]
-        return {
-            "prompt_tokens": stats["prompt_tokens"],
-            "generated_tokens": stats["generated_tokens"],
-            "prompt_s": (first - start) if first else time.perf_counter() - start,
-            "decode_s": (last - first) if first and last else 0.0,
-        }
-
     try:
         grammar = build_grammar(job.grammar_schema) if job.grammar_schema else None
         prompt_tokens, fitted = _prepare_prompt(runtime, job)
     except (GrammarError, ValueError) as exc:
-        conn.send(("error", job.id, "bad-input", str(exc)))
+        outbox.send(wire.Error(job.id, "bad-input", str(exc)))
         return
-    stats["prompt_tokens"] = len(prompt_tokens)
-    conn.send(
-        (
-            "prompt",
-            job.id,
-            {
-                "prompt_tokens": len(prompt_tokens),
-                "n_ctx": runtime.info.n_ctx,
-                "note_tokens": fitted.note_tokens,
-                "dropped_note_tokens": fitted.dropped_tokens,
-            },
+    outbox.send(
+        wire.PromptReady(
+            job_id=job.id,
+            prompt_tokens=len(prompt_tokens),
+            n_ctx=runtime.info.n_ctx,
+            note_tokens=fitted.note_tokens,
+            dropped_note_tokens=fitted.dropped_tokens,
         )
     )
-    logprobs: list[float] = []
+    generated = 0
+    first_at: float | None = None
+    last_at: float | None = None
+    logprob_sum, logprob_count = 0.0, 0
+
+    def timings() -> wire.DecodeTimings:
+        return wire.DecodeTimings(
+            prompt_tokens=len(prompt_tokens),
+            generated_tokens=generated,
+            prompt_s=(first_at - start) if first_at else time.perf_counter() - start,
+            decode_s=(last_at - first_at) if first_at and last_at else 0.0,
+        )
+
     try:
         for piece in runtime.stream(
             prompt_tokens,
@@ -196,31 +169,36 @@ def _run(
             grammar=grammar,
             want_logprobs=grammar is not None,
         ):
-            now = time.perf_counter()
-            if stats["first_token_at"] is None:
-                stats["first_token_at"] = now
-            stats["last_token_at"] = now
+            last_at = time.perf_counter()
+            if first_at is None:
+                first_at = last_at
             if piece.token >= 0:
-                stats["generated_tokens"] += 1
-                progress["generated"] = stats["generated_tokens"]
+                generated += 1
+                progress.generated = generated
             if piece.logprob is not None:
-                logprobs.append(piece.logprob)
-            conn.send(("token", job.id, piece.text, piece.logprob))
+                logprob_sum += piece.logprob
+                logprob_count += 1
+            outbox.send(wire.Tokens(job.id, (piece.text,)))
     except GenerationAborted as aborted:
-        at_cancel = progress["generated_at_cancel"]
-        after = None if at_cancel is None else stats["generated_tokens"] - at_cancel
-        conn.send(("cancelled", job.id, {**timings(), "phase": aborted.phase, "tokens_after_cancel": after}))
+        at_cancel = progress.generated_at_cancel
+        during: wire.CancelPoint = "prompt" if aborted.phase == "prompt" else "decode"
+        after = None if at_cancel is None else generated - at_cancel
+        outbox.send(wire.Cancelled(job.id, timings(), during, after))
         return
     except (GrammarError, RuntimeError, ValueError) as exc:
-        conn.send(("error", job.id, "internal", str(exc)))
+        outbox.send(wire.Error(job.id, "internal", str(exc)))
         return
-    result = timings()
-    result["stop_reason"] = "length" if stats["generated_tokens"] >= job.max_tokens else "stop"
-    result["mean_logprob"] = sum(logprobs) / len(logprobs) if logprobs else None
-    conn.send(("done", job.id, result))
+    outbox.send(
+        wire.Done(
+            job_id=job.id,
+            timings=timings(),
+            stop_reason="length" if generated >= job.max_tokens else "stop",
+            mean_logprob=logprob_sum / logprob_count if logprob_count else None,
+        )
+    )
 
 
-def _prepare_prompt(runtime: LlamaRuntime, job: Job) -> tuple[list[int], FittedNote]:
+def _prepare_prompt(runtime: LlamaRuntime, job: wire.Job) -> tuple[list[int], FittedNote]:
     """Build the prompt, fitting the note into what the context leaves free."""
     frame = runtime.format_prompt(build_messages("", job.context, job.mode))
     frame_tokens = len(runtime.tokenize(frame))

@@ -9,7 +9,6 @@ import pytest
 import pytest_asyncio
 from conftest import REPO, collect
 
-from engine.assessment import parse_answer
 from engine.config import Settings
 from engine.engine import Engine
 from engine.events import (
@@ -25,6 +24,7 @@ from engine.events import (
 from engine.prompts import NOTE_END, NOTE_START, PromptContext, build_messages
 from engine.safety import diagnostic_statements
 from engine.schema import DISCLAIMER, Assessment, ModelAnswer
+from engine.text import neutralise
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.asyncio(loop_scope="module")]
 
@@ -102,16 +102,33 @@ async def test_sampled_answers_always_follow_the_grammar(engine, seed):
     events = await collect(engine.run(request), limit=600)
     finished = events[-1]
     assert isinstance(finished, Finished), finished
-    answer, complete = parse_answer(finished.text)
+    completed = {e.name: e.value for e in events if isinstance(e, FieldCompleted)}
+    try:  # an independent full parse, as the oracle for the streamed fields
+        whole = _neutralised(json.loads(finished.text))
+        ModelAnswer.model_validate(whole)
+        complete = True
+    except ValueError:
+        complete = False
     assert complete == finished.assessment.complete
     if complete:
-        ModelAnswer.model_validate(json.loads(finished.text))
+        assert completed == whole  # the streamed fields are the answer: nothing was parsed twice
+        assert finished.assessment.risk.model_level == completed["risk_level"]
     else:
         assert finished.timings.generated_tokens >= 219  # only the token limit cuts an answer short
         assert finished.text.lstrip().startswith('{"reasoning"') or finished.text.lstrip().startswith(
             '{ "reasoning"'
         )
         assert any(flag.kind == "incomplete" for flag in finished.assessment.safety.flags)
+
+
+def _neutralised(value):
+    if isinstance(value, str):
+        return neutralise(value)
+    if isinstance(value, list):
+        return [_neutralised(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _neutralised(item) for key, item in value.items()}
+    return value
 
 
 async def test_token_limit_gives_a_partial_assessment_marked_incomplete(engine):

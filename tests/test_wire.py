@@ -1,0 +1,118 @@
+"""The worker protocol: typed messages through real pipes, and a real worker process."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import typing
+
+import pytest
+
+from engine import wire
+from engine.prompts import PromptContext
+from engine.worker import worker_main
+from models.info import ModelInfo
+from models.llm import LoadSpec
+
+pytestmark = pytest.mark.timeout(120)
+
+JOB = wire.Job(
+    id="job-1",
+    note="Cough for 3 days. RR 22.",
+    mode="assessment",
+    context=PromptContext(risk_lines=("NEWS2 2",), image_lines=("consolidation: 40%",)),
+    max_tokens=64,
+    temperature=0.7,
+    seed=3,
+    grammar_schema={"type": "object", "properties": {"summary": {"type": "string"}}},
+)
+INFO = ModelInfo(
+    path="/models/m.gguf",
+    file_name="m.gguf",
+    file_size=123,
+    architecture="gemma3",
+    name="m",
+    size_label="270M",
+    quantization="Q4_K_M",
+    context_length=32768,
+    n_ctx=4096,
+    chat_template=False,
+    prompt_format="gemma-turns",
+    demo=True,
+    threads=2,
+    gpu_layers=0,
+    gpu_offload_supported=False,
+    gpu_layers_reason="auto: no GPU offload in this build",
+)
+TIMINGS = wire.DecodeTimings(prompt_tokens=40, generated_tokens=12, prompt_s=0.25, decode_s=0.5)
+
+# One of every message, in both directions.
+EVERY_MESSAGE: list[object] = [
+    wire.Load(LoadSpec(path="/models/m.gguf", threads=2, n_ctx=2048, gpu_layers="auto", demo=True)),
+    wire.Run(JOB),
+    wire.Cancel("job-1"),
+    wire.Stop(),
+    wire.Loaded(INFO, 1.5),
+    wire.LoadFailed("not a GGUF file"),
+    wire.PromptReady("job-1", prompt_tokens=40, n_ctx=4096, note_tokens=9, dropped_note_tokens=0),
+    wire.Tokens("job-1", ("Hello", " \x1b[2J", "é")),
+    wire.Done("job-1", TIMINGS, "length", -0.42),
+    wire.Cancelled("job-1", TIMINGS, "decode", 1),
+    wire.Error("job-1", "bad-input", "the note does not fit"),
+    wire.Error(None, "internal", "unknown command"),
+    wire.WorkerDied(-9),
+]
+
+
+def test_every_message_type_is_covered():
+    commands = set(typing.get_args(wire.Command))
+    replies = set(typing.get_args(wire.Reply))
+    assert {type(message) for message in EVERY_MESSAGE} == commands | replies
+
+
+@pytest.mark.parametrize("message", EVERY_MESSAGE, ids=lambda m: type(m).__name__)
+def test_message_round_trips_through_a_pipe(message):
+    sender, receiver = multiprocessing.Pipe()
+    try:
+        sender.send(message)
+        received = receiver.recv()
+    finally:
+        sender.close()
+        receiver.close()
+    assert type(received) is type(message)
+    assert received == message
+    assert dataclasses.is_dataclass(received) and type(received).__dataclass_params__.frozen
+
+
+def test_worker_flags_unknown_commands_and_keeps_working():
+    """The real worker process, without a model: it answers what it can and stops on request."""
+    context = multiprocessing.get_context("spawn")
+    conn, child_conn = context.Pipe()
+    process = context.Process(target=worker_main, args=(child_conn,), daemon=True)
+    process.start()
+    child_conn.close()
+    try:
+        conn.send(("run", JOB))  # the old tuple form is not a command any more
+        assert conn.poll(30)
+        assert conn.recv() == wire.Error(None, "internal", "unknown command tuple")
+        conn.send(wire.Cancel("no-such-job"))  # nothing to cancel: no reply
+        conn.send(wire.Run(JOB))
+        assert conn.poll(30)
+        assert conn.recv() == wire.Error("job-1", "bad-model", "no model is loaded")
+        conn.send(wire.Stop())
+        process.join(30)
+        assert process.exitcode == 0
+        assert not conn.poll(0.1) or _eof(conn), "nothing but the end of the pipe after stop"
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+        conn.close()
+
+
+def _eof(conn) -> bool:
+    try:
+        conn.recv()
+    except EOFError:
+        return True
+    return False
