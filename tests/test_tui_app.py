@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from textual import events
 from textual.command import CommandPalette
 from textual.widgets import Input, Markdown
@@ -12,6 +10,7 @@ from engine.config import Settings
 from engine.drafts import Draft, load_draft, save_draft
 from tests.tui_helpers import wait_until
 from tui.app import MedGemmaApp
+from tui.preferences import Preferences
 from tui.screens import HelpScreen
 from tui.widgets.image_field import ImageField
 from tui.widgets.note_editor import NoteEditor
@@ -20,9 +19,8 @@ from tui.widgets.stream_view import StreamView
 from tui.widgets.vitals_form import VitalsForm
 
 
-def _app(**settings_changes) -> MedGemmaApp:
-    settings = dataclasses.replace(Settings.resolve(), **settings_changes)
-    return MedGemmaApp(settings, start_engine=False, show_memory=False)
+def _app(preferences: Preferences | None = None) -> MedGemmaApp:
+    return MedGemmaApp(Settings.resolve(), start_engine=False, show_memory=False, preferences=preferences)
 
 
 async def test_empty_note_gives_a_clear_message():
@@ -31,7 +29,7 @@ async def test_empty_note_gives_a_clear_message():
         await pilot.press("ctrl+r")
         stream = app.query_one(StreamView)
         await wait_until(pilot, lambda: "note is empty" in stream.shown_text)
-        assert not app.running
+        assert not app.case.running
 
 
 async def test_help_is_a_modal_with_the_keys_and_escape_closes_it():
@@ -59,7 +57,7 @@ async def test_command_palette_lists_the_app_commands():
 
 
 async def test_keys_can_be_remapped_from_the_config():
-    app = _app(keys={"run": "f5", "help": "f9"})
+    app = _app(Preferences(keys={"run": "f5", "help": "f9"}))
     async with app.run_test() as pilot:
         await pilot.press("f5")
         await wait_until(pilot, lambda: "note is empty" in app.query_one(StreamView).shown_text)
@@ -107,7 +105,7 @@ async def test_bad_image_path_is_shown_inline_and_blocks_the_run(tmp_path):
         await wait_until(pilot, lambda: field.has_class("-invalid"))
         await pilot.press("ctrl+r")
         await pilot.pause()
-        assert not app.running
+        assert not app.case.running
         assert app.query_one(NoteEditor).text == "fever"
 
 
