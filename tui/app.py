@@ -101,6 +101,7 @@ class MedGemmaApp(App[int]):
         if theme := self.preferences.theme_name(self.available_themes):
             self.theme = theme
         case, status = self.case, self.query_one(StatusBar)
+        case.focus_note()
         self.watch(case, "phase", status.set_phase, init=False)
         self.watch(case, "speed", self._show_speed, init=False)
         for state in ("running", "result"):

@@ -178,13 +178,14 @@ class CaseView(Widget):
     }
     """
 
-    # `var`: the view itself draws nothing, its watchers (and the app's) redraw the parts that show it.
-    running: var[bool] = var(False)
-    phase: var[str] = var("")  # what the run is doing, in words
-    result: var[CaseResult | None] = var(None)  # the result on the card
-    outcome: var[Outcome] = var("")  # how the last run ended
-    speed: var[Speed | None] = var(None)  # set per token; the label it updates repaints once per frame
-    model_ready: var[bool] = var(False)
+    # `var`: the view itself draws nothing, its watchers (and the app's) redraw the parts
+    # that show it. No watcher runs at start: the widgets are composed in the initial state.
+    running: var[bool] = var(False, init=False)
+    phase: var[str] = var("", init=False)  # what the run is doing, in words
+    result: var[CaseResult | None] = var(None, init=False)  # the result on the card
+    outcome: var[Outcome] = var("", init=False)  # how the last run ended
+    speed: var[Speed | None] = var(None, init=False)  # set per token; its label repaints once per frame
+    model_ready: var[bool] = var(False, init=False)
 
     def __init__(self, engine: Engine | None, *, restore_draft: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -218,8 +219,10 @@ class CaseView(Widget):
     def on_mount(self) -> None:
         if self._restored_form:
             self.query_one(VitalsForm).set_values(self._restored_form)
-        self.query_one(NoteEditor).focus()
         self._schedule_live_risk(0.01)
+
+    def focus_note(self) -> None:
+        self.query_one(NoteEditor).focus()
 
     # --- state drawn by watchers -------------------------------------------------
 
