@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 DRAFT_SAVE_DELAY_S = 0.4
 LIVE_RISK_DELAY_S = 0.3
 NEW_CASE_CONFIRM_S = 3.0
+# The status bar's speed follows the tokens, a few times a second: a repaint of it
+# per token would cost about 100 bytes to the terminal each (over slow SSH links).
+SPEED_UPDATES_PER_S = 4
 
 FIELD_ORDER = ("reasoning", "summary", "key_findings", "risk_level", "recommendations")
 FIELD_TITLES = {
@@ -184,7 +187,7 @@ class CaseView(Widget):
     phase: var[str] = var("", init=False)  # what the run is doing, in words
     result: var[CaseResult | None] = var(None, init=False)  # the result on the card
     outcome: var[Outcome] = var("", init=False)  # how the last run ended
-    speed: var[Speed | None] = var(None, init=False)  # set per token; its label repaints once per frame
+    speed: var[Speed | None] = var(None, init=False)  # from the token events, SPEED_UPDATES_PER_S at most
     model_ready: var[bool] = var(False, init=False)
 
     def __init__(self, engine: Engine | None, *, restore_draft: bool = True, **kwargs: Any) -> None:
@@ -201,6 +204,7 @@ class CaseView(Widget):
         self._stream_section: str | None = None
         self._tokens = 0
         self._first_token_at: float | None = None
+        self._speed_shown_at = 0.0
 
     # --- layout -------------------------------------------------------------------
 
@@ -295,6 +299,7 @@ class CaseView(Widget):
         self._stream_section = None
         self._tokens = 0
         self._first_token_at = None
+        self._speed_shown_at = 0.0
         self.outcome = ""
         self.query_one(StreamView).clear()
         card = self.query_one(ResultCard)
@@ -352,7 +357,8 @@ class CaseView(Widget):
             self._first_token_at = now
         self._tokens += 1
         elapsed = now - self._first_token_at
-        if self._tokens >= 2 and elapsed > 0:
+        if self._tokens >= 2 and elapsed > 0 and now - self._speed_shown_at >= 1 / SPEED_UPDATES_PER_S:
+            self._speed_shown_at = now
             self.speed = Speed(self._tokens, (self._tokens - 1) / elapsed)
 
     def _draw_field(self, event: FieldCompleted) -> None:
