@@ -132,7 +132,7 @@ def history_rows(data: Path) -> list[dict]:
 
 
 def prepare_data_dir(root: Path, model_cache: Path) -> Path:
-    from engine.drafts import Draft, save_draft
+    from tui.drafts import Draft, save_draft
 
     data = Path(tempfile.mkdtemp(dir=root))
     (data / "cache").mkdir()

@@ -14,7 +14,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.config import ConfigError, Settings, config_path, data_dir
+    from engine.config import (
+        FRONT_END_KEYS,
+        ConfigError,
+        Settings,
+        config_error,
+        config_path,
+        data_dir,
+        read_config_table,
+    )
     from engine.doctor import (
         DoctorFacts,
         FileFacts,
@@ -44,11 +52,13 @@ if TYPE_CHECKING:
         Token,
         Vitals,
     )
+    from engine.files import atomic_write_text
     from engine.history import History, HistoryEntry, export_assessment, handoff_markdown
     from engine.imaging import check_image, preview_thumbnail
     from engine.preview import preview_risk
     from engine.report import Case, render, report_sections, to_markdown, to_text
     from engine.schema import DISCLAIMER, Assessment, Finding, ImageFinding, Risk, SafetyFlag
+    from engine.text import neutralise
     from engine.tools import TOOLS, run_tool
     from models.embedded import DEMO_MODEL_WARNING
     from models.info import ModelInfo
@@ -60,6 +70,13 @@ _SOURCES: dict[str, str] = {
     "ConfigError": "engine.config",
     "data_dir": "engine.config",
     "config_path": "engine.config",
+    # the config file's keys that belong to front ends (theme, key bindings)
+    "FRONT_END_KEYS": "engine.config",
+    "read_config_table": "engine.config",
+    "config_error": "engine.config",
+    # untrusted text made safe for a terminal, and files written whole or not at all
+    "neutralise": "engine.text",
+    "atomic_write_text": "engine.files",
     # the engine, its requests and its events
     "Engine": "engine.engine",
     "AnalysisRequest": "engine.events",
@@ -117,6 +134,7 @@ _SOURCES: dict[str, str] = {
 __all__ = [
     "DISCLAIMER",
     "DEMO_MODEL_WARNING",
+    "FRONT_END_KEYS",
     "TOOLS",
     "AnalysisRequest",
     "Assessment",
@@ -153,14 +171,18 @@ __all__ = [
     "Timings",
     "Token",
     "Vitals",
+    "atomic_write_text",
     "check_image",
+    "config_error",
     "config_path",
     "data_dir",
     "export_assessment",
     "gather_facts",
     "handoff_markdown",
+    "neutralise",
     "preview_risk",
     "preview_thumbnail",
+    "read_config_table",
     "render",
     "report_sections",
     "run_tool",

@@ -1,7 +1,10 @@
 """Where things live and how the app is configured.
 
 One TOML file (validated by pydantic) merged once with environment variables
-and command-line flags. Precedence for the model: `--model`, then
+and command-line flags. The same file holds the front ends' own preferences
+(`FRONT_END_KEYS`, e.g. the terminal app's theme and key bindings): the engine
+accepts those keys without reading them, and rejects every other key it does
+not know. Precedence for the model: `--model`, then
 `MEDGEMMA_TUI_MODEL`, then `model` in the config file, else the embedded demo.
 `MEDGEMMA_TUI_DATA_DIR` moves all data (drafts, history, exports, caches), which
 is how tests keep away from the real home directory.
@@ -36,8 +39,10 @@ class FileConfig(BaseModel):
     threads: int | None = Field(default=None, ge=1, le=512)
     ctx: int | None = Field(default=None, ge=512, le=131072)
     gpu_layers: str | int | None = None
-    theme: str | None = None
-    keys: dict[str, str] = Field(default_factory=dict)  # binding id -> keys
+
+
+# Top-level keys of the config file that belong to the front ends, which validate them.
+FRONT_END_KEYS = frozenset({"theme", "keys"})
 
 
 def config_path() -> Path:
@@ -68,14 +73,26 @@ def load_file_config(path: Path | None = None) -> FileConfig:
     if not path.exists():
         return FileConfig()
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        return FileConfig.model_validate(raw)
+        raw = read_config_table(path)
+        engine_part = {key: value for key, value in raw.items() if key not in FRONT_END_KEYS}
+        return FileConfig.model_validate(engine_part)
+    except ValidationError as exc:
+        raise config_error(path, exc) from None
+
+
+def read_config_table(path: Path) -> dict[str, Any]:
+    """The whole config file as a TOML table; ConfigError when it cannot be read as TOML."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"config file {path}: {where}: {first['msg']}") from None
+
+
+def config_error(path: Path, exc: ValidationError) -> ConfigError:
+    """The first validation problem of the config file, in one line."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return ConfigError(f"config file {path}: {where}: {first['msg']}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +105,6 @@ class Settings:
     ctx: int
     gpu_layers: str | int
     vision_model: Path | None
-    keys: dict[str, str]
-    theme: str | None
 
     @classmethod
     def resolve(
@@ -127,8 +142,6 @@ class Settings:
             ctx=ctx or file_config.ctx or 4096,
             gpu_layers=gpu_layers,
             vision_model=Path(vision).expanduser() if vision else _default_vision_dir(),
-            keys=dict(file_config.keys),
-            theme=file_config.theme,
         )
 
     def describe(self) -> dict[str, Any]:

@@ -23,26 +23,40 @@ FORBIDDEN_IN_TUI = ("models", "llama_cpp")
 NOTE = "67-year-old woman, productive cough for 3 days. RR 23, SpO2 94% on air, BP 118/74, HR 102, T 38.4, alert."
 
 
-def _forbidden_imports(path) -> list[str]:
-    """Every import of a forbidden package in `path`, at any depth (functions included)."""
+def _imported_names(path) -> list[tuple[int, str]]:
+    """(line, module) for every absolute import in `path`, at any depth (functions included)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] in FORBIDDEN_IN_TUI:
-                found.append(f"{path}:{node.lineno}: {name}")
+            found.append((node.lineno, node.module))
     return found
+
+
+def _forbidden_imports(path) -> list[str]:
+    """Every import of a forbidden package in `path`."""
+    return [
+        f"{path}:{line}: {name}"
+        for line, name in _imported_names(path)
+        if name.split(".")[0] in FORBIDDEN_IN_TUI
+    ]
+
+
+def _engine_internals(path) -> list[str]:
+    """Imports of engine submodules in `path`: front ends use `from engine import ...` only."""
+    return [f"{path}:{line}: {name}" for line, name in _imported_names(path) if name.startswith("engine.")]
 
 
 def test_tui_imports_nothing_from_models_or_llama_cpp():
     files = sorted((REPO / "tui").rglob("*.py"))
     assert len(files) >= 10  # the walk really sees the front ends
     offenders = [hit for path in files for hit in _forbidden_imports(path)]
+    assert offenders == []
+
+
+def test_tui_reaches_the_engine_only_through_its_declared_api():
+    offenders = [hit for path in sorted((REPO / "tui").rglob("*.py")) for hit in _engine_internals(path)]
     assert offenders == []
 
 

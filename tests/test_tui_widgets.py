@@ -355,6 +355,42 @@ async def test_result_card_shows_every_part_and_reports_evidence():
         assert app.messages[-1].span is None and not app.messages[-1].supported
 
 
+async def test_rule_risk_reasons_come_back_after_the_risk_was_cleared():
+    # The same note run twice: pending (no risk) in between, then the same reasons again.
+    risk = score_risk(extract_vitals("RR 30, SpO2 89%, BP 88/50, HR 135, confused"))
+    assert risk.reasons
+    app = HostApp(lambda: ResultCard(id="card"))
+    async with app.run_test(size=(80, 40)) as pilot:
+        card = app.query_one(ResultCard)
+        reasons = app.query_one("#risk-reasons")
+        card.show_rule_risk(risk)
+        await pilot.pause()
+        assert risk.reasons[0] in str(reasons.render())
+        card.show_rule_risk(None)
+        await pilot.pause()
+        assert str(reasons.render()) == ""
+        card.show_rule_risk(risk)
+        await pilot.pause()
+        assert risk.reasons[0] in str(reasons.render())
+
+
+async def test_cleared_card_has_no_result_and_no_border_notes():
+    note = "Fever. RR 28, SpO2 94%, HR 120."
+    app = HostApp(lambda: ResultCard(id="card"))
+    async with app.run_test(size=(80, 40)) as pilot:
+        card = app.query_one(ResultCard)
+        card.show_assessment(_assessment(note))
+        card.border_subtitle = "evidence selected in the note"
+        await pilot.pause()
+        card.clear()
+        await pilot.pause()
+        assert card.assessment is None and card.has_class("-pending")
+        assert card.border_subtitle == "" and card.border_title == "Assessment"
+        assert "not scored" in str(app.query_one(RiskBadge).render())
+        assert str(app.query_one("#risk-reasons").render()) == ""
+        assert "Senior review" not in str(app.query_one("#recommendations").render())
+
+
 async def test_disclaimer_text():
     app = HostApp(lambda: Disclaimer())
     async with app.run_test():

@@ -15,8 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.config import data_dir
-from engine.files import atomic_write_text
+from engine import atomic_write_text, data_dir
 
 DRAFT_FILE = "draft.json"
 DRAFT_VERSION = 1

@@ -1,6 +1,7 @@
 """Messages between widgets and the app: small dataclasses, handled with `@on`.
 
-Widgets post these upward and never reach into each other; the app decides.
+Widgets post these upward and never reach into each other; the case view
+(or, for the status bar, the app) decides.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.message import Message
+
+from engine import ModelLoaded
 
 
 @dataclass
@@ -37,3 +40,10 @@ class ImagePathChecked(Message):
 @dataclass
 class NoteLocked(Message):
     """A key was typed into the note while it is being analysed (it is read-only then)."""
+
+
+@dataclass
+class ModelReady(Message):
+    """The model finished loading while a run waited for it: the status bar shows it."""
+
+    event: ModelLoaded

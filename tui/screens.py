@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Markdown, OptionList
 from textual.widgets.option_list import Option
 
-from engine.history import HistoryEntry, handoff_markdown
+from engine import HistoryEntry, handoff_markdown
 
 HELP_INTRO = """\
 # Clinical decision support — help

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.widgets import TextArea
 from textual.widgets.text_area import EditResult, Location, Selection
 
-from engine.text import neutralise
+from engine import neutralise
 from tui.messages import NoteLocked
 
 

@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.schema import DISCLAIMER, Assessment, Finding, Risk
+from engine import DISCLAIMER, Assessment, Finding, Risk
 from tui.messages import FindingSelected
 
 LEVEL_CLASSES = {"High": "-high", "Moderate": "-moderate", "Low": "-low"}
@@ -178,13 +178,20 @@ class ResultCard(VerticalScroll):
         reasons = self.query_one("#risk-reasons", Static)
         if risk is None:
             badge.show(None, provisional=True)
-            reasons.update("")
-            return
-        badge.show(risk.rule_level, provisional=True)
-        text = "\n".join(f"• {reason}" for reason in risk.reasons)
+            text = ""
+        else:
+            badge.show(risk.rule_level, provisional=True)
+            text = "\n".join(f"• {reason}" for reason in risk.reasons)
         if text != self._reasons_text:
             self._reasons_text = text
             reasons.update(text)
+
+    def clear(self) -> None:
+        """Back to the card of a new case: no result, no rule risk, no border notes."""
+        self.show_pending()
+        self.show_rule_risk(None)
+        self.border_title = "Assessment"
+        self.border_subtitle = ""
 
     def show_summary_draft(self, text: str) -> None:
         summary = self.query_one("#summary", Static)

@@ -8,7 +8,7 @@ from textual.containers import Grid, Horizontal
 from textual.content import Content
 from textual.widgets import Checkbox, Input, Label
 
-from engine.events import Vitals
+from engine import Vitals
 from tui.messages import FormChanged
 
 # field id, label, input type, restrict pattern, max length, tooltip
