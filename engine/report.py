@@ -213,9 +213,14 @@ def _background(a: Assessment, case: Case) -> list[Line]:
     lines = [Line("Note (as analysed):", "item")]
     lines += [Line(text, "quote") for text in (case.note or "(not recorded)").splitlines() or [""]]
     vitals = case.vitals
-    age = vitals.age if vitals and vitals.age is not None else "not given"
-    sex = vitals.sex if vitals and vitals.sex else "not given"
-    lines.append(Line(f"Age: {age}; sex: {sex}"))
+    # These are the form's values; a note that states age and sex is quoted above.
+    age = vitals.age if vitals and vitals.age is not None else None
+    sex = vitals.sex if vitals and vitals.sex else None
+    if age is None and sex is None:
+        lines.append(Line("Age and sex: not entered in the form"))
+    else:
+        shown_age = "not entered" if age is None else age
+        lines.append(Line(f"Age: {shown_age}; sex: {sex or 'not entered'}"))
     lines.append(Line(f"Form vitals: {_form_text(vitals)}"))
     if not case.image_path:
         lines.append(Line("Image: none given"))

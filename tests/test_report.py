@@ -16,6 +16,7 @@ from engine.assessment import build
 from engine.config import data_dir
 from engine.events import Timings
 from engine.history import export_assessment
+from engine.jsonstream import JsonFieldStream
 from engine.report import report_sections
 from engine.risk import risk_from_note
 from engine.schema import DISCLAIMER, Assessment, ImageFinding
@@ -60,8 +61,10 @@ def _model() -> ModelInfo:
 def _assessment(
     note: str = NOTE, form: Vitals | None = FORM, images: list[ImageFinding] | None = None
 ) -> Assessment:
+    stream = JsonFieldStream()
+    stream.feed(json.dumps(ANSWER))
     return build(
-        text=json.dumps(ANSWER),
+        stream=stream,
         note=note,
         risk=risk_from_note(note, form),
         image_findings=images or [],
