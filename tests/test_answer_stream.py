@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from samples import sample_model_info
 
 from engine import assessment
 from engine.events import Timings
@@ -17,7 +18,6 @@ from engine.risk import score_risk
 from engine.schema import DISCLAIMER
 from engine.text import neutralise
 from engine.vitals import extract_vitals, merge_vitals
-from models.info import ModelInfo
 
 NOTE = "Cough and fever for 3 days. RR 24, SpO2 95% on air, BP 118/76, HR 104, T 38.6, alert."
 ANSWER = {
@@ -30,24 +30,7 @@ ANSWER = {
     "risk_level": "Moderate",
     "recommendations": ["Consider a chest X-ray.", "Repeat observations in 1 hour."],
 }
-INFO = ModelInfo(
-    path="/models/m.gguf",
-    file_name="m.gguf",
-    file_size=1,
-    architecture="gemma3",
-    name="m",
-    size_label="270M",
-    quantization="Q4_K_M",
-    context_length=32768,
-    n_ctx=4096,
-    chat_template=False,
-    prompt_format="gemma-turns",
-    demo=False,
-    threads=2,
-    gpu_layers=0,
-    gpu_offload_supported=False,
-    gpu_layers_reason="",
-)
+INFO = sample_model_info(name="m", file_name="m.gguf", demo=False)
 CONTROL = {chr(code) for code in range(0x20) if chr(code) not in "\n\t"} | {"\x7f"}
 CONTROL |= {chr(code) for code in range(0x80, 0xA0)}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from samples import sample_model_info
 
 from engine import Case, Vitals, handoff_markdown, to_markdown, to_text
 from engine.assessment import build
@@ -38,24 +39,7 @@ SBAR = ("Situation", "Background", "Assessment", "Recommendation", "Safety flags
 
 
 def _model() -> ModelInfo:
-    return ModelInfo(
-        path="/models/gemma.gguf",
-        file_name="gemma.gguf",
-        file_size=1,
-        architecture="gemma3",
-        name="Gemma 3 270m",
-        size_label="270M",
-        quantization="Q4_K_M",
-        context_length=32768,
-        n_ctx=4096,
-        chat_template=False,
-        prompt_format="gemma-turns",
-        demo=True,
-        threads=2,
-        gpu_layers=0,
-        gpu_offload_supported=False,
-        gpu_layers_reason="auto: no GPU offload",
-    )
+    return sample_model_info(file_name="gemma.gguf")
 
 
 def _assessment(

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 from rich.cells import cell_len
 from rich.style import Style
+from samples import sample_model_info
 from textual.app import App
 from textual.containers import Vertical
 from textual.widgets import Input, Label, OptionList
@@ -18,7 +19,6 @@ from engine.history import History, HistoryEntry
 from engine.risk import score_risk
 from engine.schema import DISCLAIMER, Assessment, Finding
 from engine.vitals import extract_vitals
-from models.info import ModelInfo
 from tests.test_tui_snapshots import show_in_sixteen_colours
 from tests.tui_helpers import HostApp, wait_until
 from tui.app import MedGemmaApp
@@ -491,24 +491,7 @@ async def test_history_detail_scrolls_from_the_keyboard_and_enter_there_reopens(
 
 def _finished_run_status(bar: StatusBar) -> None:
     """The status bar as a finished run on the demo model leaves it."""
-    info = ModelInfo(
-        path="/models/gemma-3-270m-it-Q4_K_M.gguf",
-        file_name="gemma-3-270m-it-Q4_K_M.gguf",
-        file_size=253_000_000,
-        architecture="gemma3",
-        name="gemma-3-270m-it",
-        size_label="270M",
-        quantization="Q4_K_M",
-        context_length=32768,
-        n_ctx=4096,
-        chat_template=True,
-        prompt_format="embedded-template",
-        demo=True,
-        threads=2,
-        gpu_layers=0,
-        gpu_offload_supported=False,
-        gpu_layers_reason="no GPU build",
-    )
+    info = sample_model_info(name="gemma-3-270m-it", chat_template=True, prompt_format="embedded-template")
     bar.set_model(info)
     bar.set_phase("done in 12.3s")
     bar.set_speed(1234, 45.6, 0.42)

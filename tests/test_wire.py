@@ -7,11 +7,11 @@ import multiprocessing
 import typing
 
 import pytest
+from samples import sample_model_info
 
 from engine import wire
 from engine.prompts import PromptContext
 from engine.worker import worker_main
-from models.info import ModelInfo
 from models.llm import LoadSpec
 
 pytestmark = pytest.mark.timeout(120)
@@ -26,24 +26,7 @@ JOB = wire.Job(
     seed=3,
     grammar_schema={"type": "object", "properties": {"summary": {"type": "string"}}},
 )
-INFO = ModelInfo(
-    path="/models/m.gguf",
-    file_name="m.gguf",
-    file_size=123,
-    architecture="gemma3",
-    name="m",
-    size_label="270M",
-    quantization="Q4_K_M",
-    context_length=32768,
-    n_ctx=4096,
-    chat_template=False,
-    prompt_format="gemma-turns",
-    demo=True,
-    threads=2,
-    gpu_layers=0,
-    gpu_offload_supported=False,
-    gpu_layers_reason="auto: no GPU offload in this build",
-)
+INFO = sample_model_info(name="m", file_name="m.gguf", file_size=123)
 TIMINGS = wire.DecodeTimings(prompt_tokens=40, generated_tokens=12, prompt_s=0.25, decode_s=0.5)
 
 # One of every message, in both directions.
