@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.config import ConfigError, Settings, config_path, data_dir
+    from engine.config import ConfigError, Settings, config_path, data_dir, data_dir_problem
     from engine.doctor import (
         DoctorFacts,
         FileFacts,
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         SoftwareFacts,
         gather_facts,
     )
-    from engine.engine import Engine
+    from engine.engine import MAX_NOTE_CHARS, Engine
     from engine.events import (
         AnalysisRequest,
         Cancelled,
@@ -60,8 +60,10 @@ _SOURCES: dict[str, str] = {
     "ConfigError": "engine.config",
     "data_dir": "engine.config",
     "config_path": "engine.config",
+    "data_dir_problem": "engine.config",
     # the engine, its requests and its events
     "Engine": "engine.engine",
+    "MAX_NOTE_CHARS": "engine.engine",
     "AnalysisRequest": "engine.events",
     "Vitals": "engine.events",
     "Timings": "engine.events",
@@ -117,6 +119,7 @@ _SOURCES: dict[str, str] = {
 __all__ = [
     "DISCLAIMER",
     "DEMO_MODEL_WARNING",
+    "MAX_NOTE_CHARS",
     "TOOLS",
     "AnalysisRequest",
     "Assessment",
@@ -156,6 +159,7 @@ __all__ = [
     "check_image",
     "config_path",
     "data_dir",
+    "data_dir_problem",
     "export_assessment",
     "gather_facts",
     "handoff_markdown",
