@@ -290,7 +290,8 @@ async def _analyze(settings: Settings, requests: list[AnalysisRequest], json_mod
         await engine.close()  # the signal handlers stay until the worker is stopped
     if stopped_by:
         status = 128 + stopped_by[0]
-        if not results or results[-1].get("complete", True):
+        if not results or results[-1].get("complete", True):  # stopped between cases
+            out.note(f"cancelled by {_signal_name(stopped_by[0])} before the next case")
             results.append({"complete": False, "cancelled": True, "partial_text": ""})
         results[-1]["stopped_by"] = signal.Signals(stopped_by[0]).name
     if json_mode and results:
