@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         config_error,
         config_path,
         data_dir,
+        data_dir_problem,
         read_config_table,
     )
     from engine.doctor import (
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
         SoftwareFacts,
         gather_facts,
     )
-    from engine.engine import Engine
+    from engine.engine import MAX_NOTE_CHARS, Engine
     from engine.events import (
         AnalysisRequest,
         Cancelled,
@@ -70,6 +71,7 @@ _SOURCES: dict[str, str] = {
     "ConfigError": "engine.config",
     "data_dir": "engine.config",
     "config_path": "engine.config",
+    "data_dir_problem": "engine.config",
     # the config file's keys that belong to front ends (theme, key bindings)
     "FRONT_END_KEYS": "engine.config",
     "read_config_table": "engine.config",
@@ -79,6 +81,7 @@ _SOURCES: dict[str, str] = {
     "atomic_write_text": "engine.files",
     # the engine, its requests and its events
     "Engine": "engine.engine",
+    "MAX_NOTE_CHARS": "engine.engine",
     "AnalysisRequest": "engine.events",
     "Vitals": "engine.events",
     "Timings": "engine.events",
@@ -135,6 +138,7 @@ __all__ = [
     "DISCLAIMER",
     "DEMO_MODEL_WARNING",
     "FRONT_END_KEYS",
+    "MAX_NOTE_CHARS",
     "TOOLS",
     "AnalysisRequest",
     "Assessment",
@@ -176,6 +180,7 @@ __all__ = [
     "config_error",
     "config_path",
     "data_dir",
+    "data_dir_problem",
     "export_assessment",
     "gather_facts",
     "handoff_markdown",

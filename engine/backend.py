@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import sys
 import threading
 from collections import deque
@@ -154,7 +155,7 @@ class _WorkerProcess:
         context = multiprocessing.get_context("spawn")  # never fork a process with threads
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(
-            target=worker_main, args=(child_conn,), daemon=True, name="medgemma-worker"
+            target=worker_main, args=(child_conn, os.getpid()), daemon=True, name="medgemma-worker"
         )
         self.process.start()
         child_conn.close()

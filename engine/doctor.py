@@ -15,7 +15,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from engine.config import ENV_MODEL, Settings, cache_dir, config_path, data_dir
+from engine.config import (
+    ENV_MODEL,
+    Settings,
+    cache_dir,
+    cache_dir_path,
+    config_path,
+    data_dir_path,
+    data_dir_problem,
+)
 
 REPORTED_PACKAGES = ("llama-cpp-python", "onnxruntime", "textual")
 
@@ -43,6 +51,13 @@ class FileFacts:
     config_present: bool
     data_dir: Path
     cache_dir: Path
+    problem: str | None = None  # why the app cannot keep its files in the data dir
+
+
+NETWORK_STATEMENT = (
+    "none: the app makes no network connections; only `medgemma-tui export-vision` "
+    "downloads, and only when you run it"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +88,21 @@ class DoctorFacts:
     language_model: ModelFileFacts
     image_model: ImageModelFacts
     model_env_var: str = ENV_MODEL
+    network: str = NETWORK_STATEMENT
 
     @property
     def problems(self) -> int:
-        return sum(part.problem is not None for part in (self.language_model, self.image_model))
+        parts = (self.files, self.language_model, self.image_model)
+        return sum(part.problem is not None for part in parts)
 
 
 def gather_facts(settings: Settings) -> DoctorFacts:
     return DoctorFacts(
         software=software_facts(),
         hardware=hardware_facts(settings),
-        files=FileFacts(config_path(), config_path().exists(), data_dir(), cache_dir()),
+        files=FileFacts(
+            config_path(), config_path().exists(), data_dir_path(), cache_dir_path(), data_dir_problem()
+        ),
         language_model=model_file_facts(settings),
         image_model=image_model_facts(settings),
     )

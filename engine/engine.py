@@ -216,9 +216,12 @@ class Engine:
                     case wire.Error(kind=kind, message=message):
                         yield Failed(message, kind, "".join(pieces), _timings(None, started))
                     case wire.WorkerDied(exit_code=exit_code):
+                        kept = (
+                            "the text so far is kept" if pieces else "it stopped before generating any text"
+                        )
                         yield Failed(
                             f"the model process stopped unexpectedly (exit code {exit_code}); "
-                            "the text so far is kept and the next request starts a fresh one",
+                            f"{kept}, and the next request starts a fresh one",
                             "worker-died",
                             partial_text="".join(pieces),
                             timings=_timings(None, started),

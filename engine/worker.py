@@ -6,11 +6,22 @@ that holds the UI and the clinician's note alive whatever happens; the engine
 notices the death, reports it and starts a fresh worker.
 
 The messages in both directions are the dataclasses of `engine.wire`.
+
+The worker never outlives the process that started it: on Linux the kernel
+kills it when its parent dies (PR_SET_PDEATHSIG), and everywhere the command
+reader ends the process the moment the pipe to the parent closes, even while
+llama.cpp is busy reading a long prompt. Ctrl+C and hang-ups from the terminal
+reach the whole process group; the worker leaves them to its parent, which
+cancels the job and stops the worker itself.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import queue
+import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -57,6 +68,9 @@ class _Progress:
             self.cancelled_ids.discard(job_id)
 
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
 class _Outbox:
     """The pipe to the engine; both the decode thread and the command reader write to it."""
 
@@ -66,11 +80,15 @@ class _Outbox:
 
     def send(self, message: wire.Reply) -> None:
         with self._lock:
-            self._conn.send(message)
+            try:
+                self._conn.send(message)
+            except OSError:  # BrokenPipeError included: nobody is left to read the reply
+                _parent_gone()
 
 
-def worker_main(conn: Connection) -> None:
-    """Entry point of the worker process."""
+def worker_main(conn: Connection, parent_pid: int | None = None) -> None:
+    """Entry point of the worker process; `parent_pid` is the process that started it."""
+    _end_with_parent(parent_pid)
     outbox = _Outbox(conn)
     inbox: queue.Queue[wire.Load | wire.Run | wire.Stop] = queue.Queue()
     progress = _Progress()
@@ -81,8 +99,7 @@ def worker_main(conn: Connection) -> None:
             try:
                 message: object = conn.recv()
             except (EOFError, OSError):
-                inbox.put(wire.Stop())
-                return
+                _parent_gone()  # the engine stops the worker with Stop, never by closing the pipe
             match message:
                 case wire.Cancel(job_id=job_id):
                     progress.request_cancel(job_id)
@@ -110,6 +127,22 @@ def worker_main(conn: Connection) -> None:
                 progress.finish(job.id)
     if runtime is not None:
         runtime.close()
+
+
+def _end_with_parent(parent_pid: int | None) -> None:
+    for terminal_signal in (signal.SIGINT, getattr(signal, "SIGHUP", None)):
+        if terminal_signal is not None:
+            signal.signal(terminal_signal, signal.SIG_IGN)
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        _parent_gone()  # it died before the kernel was told to watch it
+
+
+def _parent_gone() -> None:
+    """The parent has died or let go of the pipe: stop at once, whatever thread is busy."""
+    os._exit(0)
 
 
 def _load(outbox: _Outbox, spec: LoadSpec) -> LlamaRuntime | None:

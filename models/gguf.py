@@ -3,6 +3,10 @@
 This lets `doctor` and the engine reject a missing, truncated or foreign file
 with a clear message before llama.cpp ever sees it, and report the model's
 architecture, name, size and quantisation.
+
+Every string in the header comes from whoever made the file, so each kept key
+and string value is neutralised as it is read: a `general.name` holding escape
+sequences shows as harmless symbols wherever the name is printed or stored.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from engine.text import neutralise
 
 GGUF_MAGIC = b"GGUF"
 
@@ -108,6 +114,11 @@ class GgufInfo:
         return int(self.get(f"{self.architecture}.context_length", 0) or 0)
 
     @property
+    def layer_count(self) -> int:
+        """Repeating blocks; llama.cpp offloads one layer more (the output), 0 when unknown."""
+        return int(self.get(f"{self.architecture}.block_count", 0) or 0)
+
+    @property
     def chat_template(self) -> str | None:
         template = self.get("tokenizer.chat_template")
         return template if isinstance(template, str) and template.strip() else None
@@ -158,7 +169,7 @@ def _parse(path: Path, size: int, data: mmap.mmap) -> GgufInfo:
         key, offset = _read_string(data, offset)
         (value_type,) = struct.unpack_from("<I", data, offset)
         value, offset = _read_value(data, offset + 4, value_type)
-        metadata[key] = value
+        metadata[neutralise(key)] = neutralise(value) if isinstance(value, str) else value
     # A file cut short after its header still parses above; its tensors would not fit.
     if tensor_count and offset >= size:
         raise GgufError(f"GGUF file is truncated (no tensor data): {path}")

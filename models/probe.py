@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.text import neutralise
 from models.images import ImageError, load_image
 from models.vision import PROBE_JSON, PROBE_NPZ, VisionModel, VisionModelError, sha256_file
 
@@ -62,7 +63,7 @@ def _collect(images_dir: Path) -> tuple[list[Path], list[str], list[str]]:
         for f in sorted(class_dir.rglob("*")):
             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
                 paths.append(f)
-                labels.append(class_dir.name)
+                labels.append(neutralise(class_dir.name))  # a folder name is shown as a class
             elif f.is_file() and not f.name.startswith("."):
                 skipped.append(f"{f}: not an image file type")
     return paths, labels, skipped

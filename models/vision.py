@@ -16,6 +16,9 @@ Preprocessing reproduces open_clip's eval transform for BiomedCLIP with PIL
 and numpy only: RGB, resize the shortest side to 224 (bicubic, as
 torchvision's ``Resize`` does on PIL images), centre crop 224, scale to
 0..1, normalise with the OpenAI-CLIP mean and std.
+
+The manifest, the probe's metadata and its class names come from files anyone
+could have written, so every string in them is neutralised as it is read.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from engine.text import neutralise
 from models.images import ImageError, load_image
 
 MANIFEST = "manifest.json"
@@ -103,6 +107,17 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return unit
 
 
+def neutralised_strings(value: Any) -> Any:
+    """A JSON value with every string in it (keys too) made safe to print."""
+    if isinstance(value, str):
+        return neutralise(value)
+    if isinstance(value, list):
+        return [neutralised_strings(item) for item in value]
+    if isinstance(value, dict):
+        return {neutralised_strings(key): neutralised_strings(item) for key, item in value.items()}
+    return value
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -133,7 +148,7 @@ class LinearProbe:
         meta_path = model_dir / PROBE_JSON
         npz_path = model_dir / PROBE_NPZ
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta = neutralised_strings(json.loads(meta_path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
             raise VisionModelError(
                 f"linear probe metadata unreadable ({exc.__class__.__name__}): {meta_path}"
@@ -150,7 +165,7 @@ class LinearProbe:
             with np.load(npz_path, allow_pickle=False) as z:
                 coef = np.asarray(z["coef"], dtype=np.float32)
                 intercept = np.asarray(z["intercept"], dtype=np.float32)
-                classes = tuple(str(c) for c in z["classes"])
+                classes = tuple(neutralise(str(c)) for c in z["classes"])
         except Exception as exc:  # noqa: BLE001
             raise VisionModelError(
                 f"linear probe weights unreadable ({exc.__class__.__name__}): {npz_path}"
@@ -222,7 +237,7 @@ class VisionModel:
                 f"vision model manifest missing ({MANIFEST}); run export-vision: {model_dir}"
             )
         try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+            manifest = neutralised_strings(json.loads(mpath.read_text(encoding="utf-8")))
             if not isinstance(manifest, dict):
                 raise ValueError("not an object")
         except (OSError, ValueError) as exc:

@@ -4,6 +4,12 @@ Headless output follows the usual terminal conventions: the answer goes to
 stdout as it is generated, side information goes to stderr, `--json` prints
 one object for scripts. Everything printed has passed through the engine's
 terminal neutraliser.
+
+Ctrl+C, SIGTERM and SIGHUP all stop the same way: generation is cancelled, the
+text so far is kept, one line says so, and the exit status is 128 + the
+signal's number (130, 143, 129). A second signal while stopping ends at once,
+without a traceback. No input ends in a traceback: a bad option, file or
+config is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from engine import (
     TOOLS,
@@ -34,12 +40,21 @@ from engine import (
     RiskScored,
     Settings,
     Token,
+    data_dir_problem,
 )
 
 if TYPE_CHECKING:
     from engine import Engine
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+SIGNAL_NAMES: dict[int, str] = {signal.SIGINT: "Ctrl+C"}
+# Only export-vision may reach a model hub; every other command is offline even
+# if a library that could reach one gets imported.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+DOWNLOADING_TOOLS = {"export-vision"}
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 STREAMED_FIELDS = {"reasoning": "Reasoning", "summary": "Summary"}
 
@@ -64,12 +79,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, tool_args = parser.parse_known_args(argv)
     command = args.command or "tui"
+    if command in DOWNLOADING_TOOLS:
+        print(
+            f"medgemma-tui: {command} downloads the model from the Hugging Face hub unless --source "
+            "names a local copy; it is the only command that uses the network",
+            file=sys.stderr,
+        )
+    else:
+        os.environ.update(OFFLINE_ENV)
     if command in TOOLS:
         from engine import run_tool
 
         return run_tool(command, tool_args, prog=parser.prog)
     if tool_args:
         parser.error(f"unrecognized arguments: {' '.join(tool_args)}")
+    if command in ("analyze", "demo"):
+        _stop_quietly_on_signals()
     try:
         settings = Settings.resolve(
             model=args.model,
@@ -77,7 +102,14 @@ def main(argv: list[str] | None = None) -> int:
             ctx=args.ctx,
             gpu_layers=args.gpu_layers,
             vision_model=args.vision_model,
+            temperature=getattr(args, "temperature", None),
+            max_tokens=getattr(args, "max_tokens", None),
         )
+        if command != "doctor":
+            problem = data_dir_problem()
+            if problem:
+                raise ConfigError(problem)
+            settings.check_model_file()
     except (ConfigError, ValueError) as exc:
         print(f"medgemma-tui: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -92,23 +124,32 @@ def main(argv: list[str] | None = None) -> int:
     if command == "analyze":
         try:
             note = _read_note(args.note)
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"medgemma-tui: cannot read the note: {exc}", file=sys.stderr)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            print(f"medgemma-tui: cannot read the note: {_one_line(exc)}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        requests = [_request(args, note)]
-        return asyncio.run(_analyze(settings, requests, args.json))
+        requests = [_request(args, settings, note)]
+        return _run_headless(settings, requests, args.json)
     if command == "demo":
         try:
-            requests = [_request(args, case["note"], label=case["id"]) for case in _examples(args.examples)]
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"medgemma-tui: cannot read the examples: {exc}", file=sys.stderr)
+            requests = [
+                _request(args, settings, case["note"], label=case["id"]) for case in _examples(args.examples)
+            ]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"medgemma-tui: cannot read the examples: {_one_line(exc)}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        return asyncio.run(_analyze(settings, requests, args.json))
+        return _run_headless(settings, requests, args.json)
     parser.error(f"unknown command {command}")  # exits with status 2 (EXIT_BAD_INPUT)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one line (exit status 2), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"medgemma-tui: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--model",
         help="path to a GGUF model (default: MEDGEMMA_TUI_MODEL, the config file, else the demo model)",
@@ -118,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--gpu-layers", help="'auto' (default), or how many layers to offload to a GPU")
     common.add_argument("--vision-model", help="folder with the INT8 ONNX image model")
 
-    generation = argparse.ArgumentParser(add_help=False)
+    generation = _Parser(add_help=False)
     generation.add_argument(
         "--json", action="store_true", help="print only the final JSON on stdout; stream to stderr"
     )
@@ -128,12 +169,12 @@ def _parser() -> argparse.ArgumentParser:
         default="assessment",
         help="structured assessment (default) or free text",
     )
-    generation.add_argument("--max-tokens", type=int, default=1024)
-    generation.add_argument("--temperature", type=float, default=0.0)
+    generation.add_argument("--max-tokens", type=int, help="longest answer in tokens (default 1024)")
+    generation.add_argument("--temperature", type=float, help="sampling temperature, 0 to 2 (default 0)")
     generation.add_argument("--seed", type=int, default=0)
     generation.add_argument("--image", help="image to analyse with the note (PNG, JPEG, DICOM, ...)")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="medgemma-tui",
         description="Offline clinical decision support. Assistive only: every output requires clinical validation.",
         parents=[common],
@@ -153,18 +194,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_note(source: str) -> str:
+    """The note, read only up to the length limit: an endless input is refused, not read whole."""
+    from engine import MAX_NOTE_CHARS
+
     if source == "-":
-        return sys.stdin.read()
-    return Path(source).expanduser().read_text(encoding="utf-8")
+        note = sys.stdin.read(MAX_NOTE_CHARS + 1)
+    else:
+        with Path(source).expanduser().open(encoding="utf-8") as handle:
+            note = handle.read(MAX_NOTE_CHARS + 1)
+    if len(note) > MAX_NOTE_CHARS:
+        raise ValueError(f"it is longer than the limit of {MAX_NOTE_CHARS:,} characters")
+    return note
 
 
-def _request(args: argparse.Namespace, note: str, label: str | None = None) -> AnalysisRequest:
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _request(
+    args: argparse.Namespace, settings: Settings, note: str, label: str | None = None
+) -> AnalysisRequest:
     request = AnalysisRequest(
         note=note,
         image_path=args.image,
         mode=args.mode,
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
+        max_tokens=settings.max_tokens,
+        temperature=settings.temperature,
         seed=args.seed,
     )
     if label:
@@ -179,45 +235,74 @@ def _examples(folder: Path) -> list[dict]:
     return cases
 
 
+def _stop_quietly_on_signals() -> None:
+    """Outside the event loop (reading the note, printing the result) a stop signal ends
+    the process at once with one line; inside it, `_analyze` cancels generation instead."""
+
+    def stop(signum: int, _frame: object) -> None:
+        print(f"medgemma-tui: stopped by {_signal_name(signum)}", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, stop)
+
+
+def _signal_name(signum: int) -> str:
+    return SIGNAL_NAMES.get(signum, signal.Signals(signum).name)
+
+
+def _run_headless(settings: Settings, requests: list[AnalysisRequest], json_mode: bool) -> int:
+    status = asyncio.run(_analyze(settings, requests, json_mode))
+    _stop_quietly_on_signals()  # the loop gave the signals back to Python's defaults
+    return status
+
+
 async def _analyze(settings: Settings, requests: list[AnalysisRequest], json_mode: bool) -> int:
     from engine import Engine
 
     out = Output(json_mode)
     engine = Engine(settings)
-    interrupted = asyncio.Event()
+    stopped_by: list[int] = []  # the stop signal received, if any
 
-    def on_interrupt() -> None:
-        if interrupted.is_set():
-            os._exit(EXIT_INTERRUPTED)  # a second Ctrl+C does not wait
-        interrupted.set()
-        out.note("\nstopping...")
+    def on_stop(signum: int) -> None:
+        if stopped_by:  # a second signal while stopping: end now, quietly
+            os._exit(128 + stopped_by[0])
+        stopped_by.append(signum)
         engine.cancel()
 
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    for stop_signal in STOP_SIGNALS:
+        loop.add_signal_handler(stop_signal, on_stop, stop_signal)
     results: list[dict] = []
     status = EXIT_OK
     try:
         for request in requests:
-            if interrupted.is_set():
+            if stopped_by:
                 break
             if len(requests) > 1:
                 out.note(f"\n=== case {request.id.rsplit('-', 1)[0]} ===")
-            status, result = await _stream_one(engine, request, out)
+            status, result = await _stream_one(engine, request, out, stopped_by)
             if result is not None:
                 results.append(result)
             if status != EXIT_OK:
                 break
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        await engine.close()
+        await engine.close()  # the signal handlers stay until the worker is stopped
+    if stopped_by:
+        status = 128 + stopped_by[0]
+        if not results or results[-1].get("complete", True):  # stopped between cases
+            out.note(f"cancelled by {_signal_name(stopped_by[0])} before the next case")
+            results.append({"complete": False, "cancelled": True, "partial_text": ""})
+        results[-1]["stopped_by"] = signal.Signals(stopped_by[0]).name
     if json_mode and results:
         payload = results[0] if len(results) == 1 else results
-        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        print(json.dumps(payload, indent=2, ensure_ascii=False), flush=True)
     return status
 
 
-async def _stream_one(engine: Engine, request: AnalysisRequest, out: Output) -> tuple[int, dict | None]:
+async def _stream_one(
+    engine: Engine, request: AnalysisRequest, out: Output, stopped_by: list[int]
+) -> tuple[int, dict | None]:
     current_field = None
     image_error: str | None = None
     async for event in engine.run(request):
@@ -276,16 +361,30 @@ async def _stream_one(engine: Engine, request: AnalysisRequest, out: Output) -> 
                 out.stream(to_text(assessment, case))
                 return EXIT_OK, assessment.model_dump(mode="json")
             case Cancelled(partial_text=partial):
-                out.stream("\n")
-                out.note(f"cancelled; {len(partial)} characters of generated text kept above")
-                return EXIT_INTERRUPTED, {"cancelled": True, "partial_text": partial}
+                return EXIT_INTERRUPTED, _stopped(out, partial, stopped_by)
+            case Failed(partial_text=partial) if stopped_by:
+                # the terminal's signal can reach the worker too; it was stopping anyway
+                return EXIT_INTERRUPTED, _stopped(out, partial, stopped_by)
             case Failed(message=message, kind=kind, partial_text=partial):
                 if partial:
                     out.stream("\n")
                 print(f"medgemma-tui: {message}", file=sys.stderr)
                 code = EXIT_BAD_INPUT if kind in ("bad-input", "bad-model") else EXIT_ERROR
-                return code, ({"error": message, "kind": kind, "partial_text": partial} if partial else None)
+                return code, (
+                    {"complete": False, "error": message, "kind": kind, "partial_text": partial}
+                    if partial
+                    else None
+                )
     return EXIT_ERROR, None
+
+
+def _stopped(out: Output, partial: str, stopped_by: list[int]) -> dict:
+    """One line for a stopped run, and the partial object `--json` prints."""
+    out.stream("\n")
+    cause = _signal_name(stopped_by[0]) if stopped_by else "request"
+    where = "in the JSON" if out.answer is sys.stderr else "above"
+    out.note(f"cancelled by {cause}; {len(partial)} characters of generated text kept {where}")
+    return {"complete": False, "cancelled": True, "partial_text": partial}
 
 
 def _demo_banner() -> str:

@@ -45,8 +45,11 @@ def print_facts(facts: DoctorFacts) -> None:
 
     section("Files")
     row("config file", f"{files.config_path} ({'present' if files.config_present else 'absent'})")
-    row("data dir", str(files.data_dir))
+    row("data dir", f"PROBLEM: {files.problem}" if files.problem else str(files.data_dir))
     row("cache dir", str(files.cache_dir))
+
+    section("Network")
+    row("connections", facts.network)
 
     section("Language model")
     model = facts.language_model
