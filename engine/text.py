@@ -1,17 +1,7 @@
-"""Make model text safe to print: a model must not be able to drive the terminal.
-
-Every C0 control character except newline and tab, DEL and every C1 control is
-replaced by a visible symbol, so an escape sequence shows as text (for example
-"␛[2J") instead of clearing the clinician's screen. One `str.translate`, cheap
-enough for every token.
-"""
+"""The engine's door for untrusted text: the same neutraliser the model-file readers use."""
 
 from __future__ import annotations
 
-_TABLE = {code: 0x2400 + code for code in range(0x20) if chr(code) not in "\n\t"}
-_TABLE[0x7F] = 0x2421  # ␡
-_TABLE.update({code: 0xFFFD for code in range(0x80, 0xA0)})
+from models.text import neutralise
 
-
-def neutralise(text: str) -> str:
-    return text.translate(_TABLE)
+__all__ = ["neutralise"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.text import neutralise
+from models.text import neutralise
 
 GGUF_MAGIC = b"GGUF"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.text import neutralise
 from models.images import ImageError, load_image
+from models.text import neutralise
 from models.vision import PROBE_JSON, PROBE_NPZ, VisionModel, VisionModelError, sha256_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dcm"}

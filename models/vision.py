@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from engine.text import neutralise
 from models.images import ImageError, load_image
+from models.text import neutralise
 
 MANIFEST = "manifest.json"
 LABELS_FILE = "labels.npy"
