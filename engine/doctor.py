@@ -8,6 +8,7 @@ Front ends only print the records (`medgemma-tui doctor`).
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class DoctorFacts:
     language_model: ModelFileFacts
     image_model: ImageModelFacts
     model_env_var: str = ENV_MODEL
+    over_ssh: bool = False  # SSH_CONNECTION is set: the screen may travel over a slow link
 
     @property
     def problems(self) -> int:
@@ -86,6 +88,7 @@ def gather_facts(settings: Settings) -> DoctorFacts:
         files=FileFacts(config_path(), config_path().exists(), data_dir(), cache_dir()),
         language_model=model_file_facts(settings),
         image_model=image_model_facts(settings),
+        over_ssh=bool(os.environ.get("SSH_CONNECTION")),
     )
 
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from textual import events
 from textual.binding import Binding
+from textual.document._edit import Edit
+from textual.reactive import Reactive, reactive
 from textual.widgets import TextArea
 from textual.widgets.text_area import EditResult, Location, Selection
 
@@ -40,6 +42,12 @@ class NoteEditor(TextArea, inherit_bindings=False):
         Binding("ctrl+shift+z,super+shift+z", "redo", "Redo", show=False),
     ]
 
+    # TextArea repaints all of itself whenever the selection (the cursor) moves: every row,
+    # blank ones included, about 4 KB per typed letter at 120x40. Here the selection repaints
+    # nothing by itself; the rows an edit or a cursor move touches are refreshed line by line
+    # (see `edit` and `_watch_selection`), so a keystroke costs about one row.
+    selection: Reactive[Selection] = reactive(Selection(), init=False, always_update=True, repaint=False)
+
     DEFAULT_CSS = """
     NoteEditor {
         height: 1fr;
@@ -67,6 +75,10 @@ class NoteEditor(TextArea, inherit_bindings=False):
             **kwargs,
         )
         self.border_title = "Patient note"
+        # A blinking cursor repaints its row twice a second, forever: over a slow link
+        # "idle" must mean silent. Bracket matching would need rows beyond the cursor's.
+        self.cursor_blink = False
+        self.match_cursor_bracket = False
         self.locked = False  # while the model reads the note: evidence offsets must stay true
 
     async def _on_paste(self, event: events.Paste) -> None:
@@ -107,10 +119,59 @@ class NoteEditor(TextArea, inherit_bindings=False):
     def undo(self) -> None:
         if not self._refuse_edit():
             super().undo()
+            self.refresh()  # an undo batch may touch any rows
 
     def redo(self) -> None:
         if not self._refuse_edit():
             super().redo()
+            self.refresh()
+
+    def load_text(self, text: str) -> None:
+        super().load_text(text)
+        self.refresh()
+
+    # --- line-level repaint -------------------------------------------------------
+
+    def edit(self, edit: Edit) -> EditResult:
+        lines_before, rows_before = self.document.line_count, self.wrapped_document.height
+        result = super().edit(edit)
+        if self.document.line_count != lines_before or self.wrapped_document.height != rows_before:
+            self.refresh()  # rows below moved up or down
+        else:
+            first_line = edit.top[0]
+            last_line = max(edit.bottom[0], result.end_location[0])
+            self._refresh_document_lines(first_line, last_line)
+        return result
+
+    def _watch_selection(self, previous_selection: Selection, selection: Selection) -> None:
+        super()._watch_selection(previous_selection, selection)
+        if not self.is_mounted:
+            return
+        if not (previous_selection.is_empty and selection.is_empty):
+            self.refresh()  # a highlighted range may span many rows
+            return
+        for location in {previous_selection.end, selection.end}:
+            self._refresh_location_row(location)
+
+    def _refresh_document_lines(self, first_line: int, last_line: int) -> None:
+        """Refresh the screen rows that document lines first_line..last_line wrap onto."""
+        last_line = min(last_line, self.document.line_count - 1)
+        if last_line < first_line:
+            self.refresh()
+            return
+        top = self.wrapped_document.location_to_offset((first_line, 0)).y
+        bottom = top + sum(
+            len(self.wrapped_document.get_offsets(line)) + 1 for line in range(first_line, last_line + 1)
+        )
+        self.refresh_lines(top, bottom - top)
+
+    def _refresh_location_row(self, location: Location) -> None:
+        try:
+            row = self.wrapped_document.location_to_offset(location).y
+        except (ValueError, IndexError):
+            self.refresh()  # the location left the document (a shorter text was loaded)
+            return
+        self.refresh_lines(row)
 
     def show_evidence(self, span: tuple[int, int] | None) -> bool:
         """Select the evidence span (offsets into the note); False when there is none to show."""
