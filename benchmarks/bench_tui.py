@@ -52,7 +52,9 @@ PROBE_CHAR = "Ж"  # typed into the image field; appears nowhere else on screen
 class PtyApp:
     """The real program under a pseudo-terminal, with every byte it writes timestamped."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, args: tuple[str, ...] = (), read_rate: int | None = None) -> None:
+        """`read_rate`: bytes per second the terminal side reads, as over a slow link (None: at once)."""
+        self.read_rate = read_rate
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
         env = dict(
@@ -66,7 +68,12 @@ class PtyApp:
         env["MEDGEMMA_TUI_CONFIG"] = str(data / "config.toml")
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from tui.cli import main; sys.exit(main([]))"],
+            [
+                sys.executable,
+                "-c",
+                "import sys; from tui.cli import main; sys.exit(main(sys.argv[1:]))",
+                *args,
+            ],
             stdin=slave,
             stdout=slave,
             stderr=slave,
@@ -81,9 +88,13 @@ class PtyApp:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
+        # A slow link: at most read_rate bytes a second, in 10 ms slices; the rest waits in the pipe.
+        slice_bytes = max(1, self.read_rate // 100) if self.read_rate else 65536
         while True:
+            if self.read_rate:
+                time.sleep(0.01)
             try:
-                data = os.read(self.master, 65536)
+                data = os.read(self.master, slice_bytes)
             except OSError:
                 return
             if not data:
@@ -103,6 +114,19 @@ class PtyApp:
                 return time.monotonic()
             time.sleep(0.02)
         raise TimeoutError(f"{needle!r} not seen within {timeout}s")
+
+    def seen_at(self, needle: bytes, since: int) -> float | None:
+        """When the chunk completing the first `needle` after chunk `since` arrived; None if not yet."""
+        with self._lock:
+            chunks = self.chunks[since:]
+        joined, ends = b"", []
+        for stamp, chunk in chunks:
+            joined += chunk
+            ends.append((len(joined), stamp))
+        found = joined.find(needle)
+        if found < 0:
+            return None
+        return next(stamp for end, stamp in ends if end >= found + len(needle))
 
     def send(self, keys: str) -> None:
         os.write(self.master, keys.encode())

@@ -62,7 +62,7 @@ class FileConfig(BaseModel):
 
 
 # Top-level keys of the config file that belong to the front ends, which validate them.
-FRONT_END_KEYS = frozenset({"theme", "keys"})
+FRONT_END_KEYS = frozenset({"theme", "keys", "low_bandwidth"})
 
 
 def config_path() -> Path:

@@ -8,6 +8,7 @@ Front ends only print the records (`medgemma-tui doctor`).
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ class DoctorFacts:
     image_model: ImageModelFacts
     model_env_var: str = ENV_MODEL
     network: str = NETWORK_STATEMENT
+    over_ssh: bool = False  # SSH_CONNECTION is set: the screen may travel over a slow link
 
     @property
     def problems(self) -> int:
@@ -105,6 +107,7 @@ def gather_facts(settings: Settings) -> DoctorFacts:
         ),
         language_model=model_file_facts(settings),
         image_model=image_model_facts(settings),
+        over_ssh=bool(os.environ.get("SSH_CONNECTION")),
     )
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from rich.color import ColorSystem
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.css.query import NoMatches
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 MEMORY_REFRESH_S = 2.0
 LOADING_TICK_S = 0.5
 EXIT_BAD_CONFIG = 2  # the command line's exit code for bad input
+# Over a slow link the stream redraws at most this often (the default is StreamView's own).
+LOW_BANDWIDTH_REDRAWS_PER_S = 4
 
 
 class MedGemmaApp(App[int]):
@@ -63,10 +66,16 @@ class MedGemmaApp(App[int]):
         show_memory: bool = True,
         restore_draft: bool = True,
         preferences: Preferences | None = None,
+        low_bandwidth: bool = False,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.preferences = preferences if preferences is not None else load_preferences()
+        self.low_bandwidth = low_bandwidth or self.preferences.low_bandwidth
+        if self.low_bandwidth:
+            # 16 colours: an escape code per colour change is a few bytes, not 19 (24-bit).
+            self.console._color_system = ColorSystem.STANDARD
+            self.animation_level = "none"
         self.start_engine = start_engine
         self.show_memory = show_memory
         self.restore_draft = restore_draft
@@ -96,6 +105,8 @@ class MedGemmaApp(App[int]):
         if theme := self.preferences.theme_name(self.available_themes):
             self.theme = theme
         case, status = self.case, self.query_one(StatusBar)
+        if self.low_bandwidth:
+            case.use_low_bandwidth(LOW_BANDWIDTH_REDRAWS_PER_S)
         case.focus_note()
         self.watch(case, "phase", status.set_phase, init=False)
         self.watch(case, "speed", self._show_speed, init=False)
@@ -227,8 +238,11 @@ class MedGemmaApp(App[int]):
                 pass
 
 
-def run_app(settings: Settings) -> int:
-    """Run the terminal app until the clinician quits; returns the exit code."""
+def run_app(settings: Settings, *, low_bandwidth: bool = False) -> int:
+    """Run the terminal app until the clinician quits; returns the exit code.
+
+    `low_bandwidth` (or `low_bandwidth = true` in the config file) suits slow SSH links.
+    """
     from tui.terminal import run_with_safe_input
 
     try:
@@ -236,4 +250,4 @@ def run_app(settings: Settings) -> int:
     except ConfigError as exc:
         print(f"medgemma-tui: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    return run_with_safe_input(MedGemmaApp(settings, preferences=preferences))
+    return run_with_safe_input(MedGemmaApp(settings, preferences=preferences, low_bandwidth=low_bandwidth))

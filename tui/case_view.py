@@ -219,6 +219,11 @@ class CaseView(Widget):
             self.query_one(VitalsForm).set_values(self._restored_form)
         self._schedule_live_risk(0.01)
 
+    def use_low_bandwidth(self, redraws_per_s: int) -> None:
+        """Fewer stream redraws and no image preview: for slow links."""
+        self.query_one(StreamView).max_redraws_per_s = redraws_per_s
+        self.query_one(ImageField).show_preview = False
+
     def focus_note(self) -> None:
         self.query_one(NoteEditor).focus()
 

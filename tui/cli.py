@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "tui":
         from tui.app import run_app
 
-        return run_app(settings)
+        return run_app(settings, low_bandwidth=args.low_bandwidth)
     if command == "doctor":
         from tui.doctor import run_doctor
 
@@ -158,6 +158,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--ctx", type=int, help="context size in tokens (default 4096)")
     common.add_argument("--gpu-layers", help="'auto' (default), or how many layers to offload to a GPU")
     common.add_argument("--vision-model", help="folder with the INT8 ONNX image model")
+    common.add_argument(
+        "--low-bandwidth",
+        action="store_true",
+        help="for slow SSH links: fewer redraws, no image preview or animations, 16 colours",
+    )
 
     generation = _Parser(add_help=False)
     generation.add_argument(

@@ -15,6 +15,13 @@ reads images with the BiomedCLIP encoder, not MedGemma's own image input.
   or put  model = "/path/to/medgemma-4b-it-Q4_K_S.gguf"  in {config}"""
 
 
+LOW_BANDWIDTH_ADVICE = """\
+This session runs over SSH. On a slow link (mobile, satellite), start the app with
+  medgemma-tui --low-bandwidth
+  or put  low_bandwidth = true  in {config}
+for fewer redraws, no image preview or animations, and 16 colours."""
+
+
 def run_doctor(settings: Settings) -> int:
     facts = gather_facts(settings)
     print_facts(facts)
@@ -50,6 +57,12 @@ def print_facts(facts: DoctorFacts) -> None:
 
     section("Network")
     row("connections", facts.network)
+
+    section("Terminal")
+    row("connection", "over SSH (SSH_CONNECTION is set)" if facts.over_ssh else "local")
+    if facts.over_ssh:
+        print()
+        print(LOW_BANDWIDTH_ADVICE.format(config=files.config_path))
 
     section("Language model")
     model = facts.language_model

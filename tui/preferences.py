@@ -4,6 +4,7 @@ They live in the same config file as the engine's settings, as the top-level
 keys the engine leaves to its front ends (`engine.config.FRONT_END_KEYS`):
 
     theme = "light"          # or any Textual theme name, e.g. "textual-dark"
+    low_bandwidth = true     # for slow SSH links (as --low-bandwidth)
     [keys]
     run = "f5"               # action id (see tui/actions.py) = keys
 """
@@ -25,6 +26,7 @@ class Preferences(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     theme: str | None = None
+    low_bandwidth: bool = False
     keys: dict[str, str] = Field(default_factory=dict)  # action id -> keys, comma separated
 
     def theme_name(self, available: Collection[str]) -> str | None:

@@ -56,6 +56,10 @@ def complete_path(value: str) -> str | None:
 class ImagePathInput(Input):
     BINDINGS = [Binding("tab", "complete_or_next", "Complete path", show=False)]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cursor_blink = False  # a blinking cursor writes to the terminal twice a second
+
     def action_complete_or_next(self) -> None:
         if self.cursor_at_end and self._suggestion and self._suggestion != self.value:
             self.value = self._suggestion
@@ -114,6 +118,7 @@ class ImageField(Vertical):
         super().__init__(**kwargs)
         self._initial = value
         self.error: str | None = None
+        self.show_preview = True  # off over slow links: a preview is hundreds of coloured cells
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="image-row"):
@@ -156,7 +161,8 @@ class ImageField(Vertical):
             status.update(f"✗ {self.error}")
         else:
             status.update(f"✓ {Path(value).name}")
-            self._load_preview(value)
+            if self.show_preview:
+                self._load_preview(value)
         self.post_message(ImagePathChecked(value, self.error))
 
     @work(thread=True, exclusive=True, group="image-preview")

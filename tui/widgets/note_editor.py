@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Any
 
 from textual import events
 from textual.binding import Binding
+from textual.document._edit import Edit
+from textual.geometry import Region
+from textual.reactive import Reactive, reactive
 from textual.widgets import TextArea
 from textual.widgets.text_area import EditResult, Location, Selection
 
@@ -40,6 +44,12 @@ class NoteEditor(TextArea, inherit_bindings=False):
         Binding("ctrl+shift+z,super+shift+z", "redo", "Redo", show=False),
     ]
 
+    # TextArea repaints all of itself whenever the selection (the cursor) moves: every row,
+    # blank ones included, about 4 KB per typed letter at 120x40. Here the selection repaints
+    # nothing by itself; the rows an edit or a cursor move touches are refreshed line by line
+    # (see `edit` and `_watch_selection`), so a keystroke costs a few cells.
+    selection: Reactive[Selection] = reactive(Selection(), init=False, always_update=True, repaint=False)
+
     DEFAULT_CSS = """
     NoteEditor {
         height: 1fr;
@@ -67,6 +77,10 @@ class NoteEditor(TextArea, inherit_bindings=False):
             **kwargs,
         )
         self.border_title = "Patient note"
+        # A blinking cursor repaints its row twice a second, forever: over a slow link
+        # "idle" must mean silent. Bracket matching would need rows beyond the cursor's.
+        self.cursor_blink = False
+        self.match_cursor_bracket = False
         self.locked = False  # while the model reads the note: evidence offsets must stay true
 
     async def _on_paste(self, event: events.Paste) -> None:
@@ -107,10 +121,78 @@ class NoteEditor(TextArea, inherit_bindings=False):
     def undo(self) -> None:
         if not self._refuse_edit():
             super().undo()
+            self.refresh()  # an undo batch may touch any rows
 
     def redo(self) -> None:
         if not self._refuse_edit():
             super().redo()
+            self.refresh()
+
+    def load_text(self, text: str) -> None:
+        super().load_text(text)
+        self.refresh()
+
+    # --- line-level repaint -------------------------------------------------------
+
+    def edit(self, edit: Edit) -> EditResult:
+        document, wrapped = self.document, self.wrapped_document
+        lines_before, rows_before = document.line_count, wrapped.height
+        line = edit.top[0]
+        within_line = edit.bottom[0] == line and "\n" not in edit.text and bool(self.text)
+        wraps_before = wrapped.get_offsets(line) if within_line else []
+        length_before = len(document[line]) if within_line else 0
+        result = super().edit(edit)
+        if document.line_count != lines_before or wrapped.height != rows_before:
+            self.refresh()  # rows below moved up or down
+        elif within_line and self.text and wrapped.get_offsets(line) == wraps_before:
+            self._refresh_line_from(edit.top, max(length_before, len(document[line])))
+        else:
+            self._refresh_document_lines(line, max(edit.bottom[0], result.end_location[0]))
+        return result
+
+    def _watch_selection(self, previous_selection: Selection, selection: Selection) -> None:
+        super()._watch_selection(previous_selection, selection)
+        if not self.is_mounted:
+            return
+        if not (previous_selection.is_empty and selection.is_empty):
+            self.refresh()  # a highlighted range may span many rows
+            return
+        for location in {previous_selection.end, selection.end}:
+            self._refresh_cursor_cell(location)
+
+    def _refresh_line_from(self, start: Location, longest: int) -> None:
+        """Refresh a line from `start` on: the cells the rest of its row may have moved through,
+        and its later rows (an edit within a line shifts the text after it)."""
+        line, column = start
+        wraps = self.wrapped_document.get_offsets(line)
+        row_index = bisect_right(wraps, column)
+        row_end = wraps[row_index] if row_index < len(wraps) else longest
+        x, y = self.wrapped_document.location_to_offset(start)
+        # Two cells a character covers wide ones; one more for the cursor after the text.
+        width = 2 * max(0, row_end - column) + 2
+        self.refresh(Region(x, y - self.scroll_offset.y, width, 1))
+        if later_rows := len(wraps) - row_index:
+            self.refresh_lines(y + 1, later_rows)
+
+    def _refresh_document_lines(self, first_line: int, last_line: int) -> None:
+        """Refresh the screen rows that document lines first_line..last_line wrap onto."""
+        last_line = min(last_line, self.document.line_count - 1)
+        if last_line < first_line:
+            self.refresh()
+            return
+        top = self.wrapped_document.location_to_offset((first_line, 0)).y
+        bottom = top + sum(
+            len(self.wrapped_document.get_offsets(line)) + 1 for line in range(first_line, last_line + 1)
+        )
+        self.refresh_lines(top, bottom - top)
+
+    def _refresh_cursor_cell(self, location: Location) -> None:
+        try:
+            x, y = self.wrapped_document.location_to_offset(location)
+        except (ValueError, IndexError):
+            self.refresh()  # the location left the document (a shorter text was loaded)
+            return
+        self.refresh(Region(x, y - self.scroll_offset.y, 2, 1))  # two cells: a wide character
 
     def show_evidence(self, span: tuple[int, int] | None) -> bool:
         """Select the evidence span (offsets into the note); False when there is none to show."""

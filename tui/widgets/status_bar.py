@@ -24,6 +24,9 @@ PARTS_BY_IMPORTANCE = ("model", "demo", "phase", "speed", "ttft", "placement", "
 PARTS_ON_LINE = ("model", "demo", "placement", "phase", "speed", "ttft", "memory")
 MODEL_MAX_WIDTH = 40
 PART_PADDING = 2  # one cell either side of each part
+# Memory is shown again only when it moves this much: resident memory wobbles by a
+# few MB while idle, and an idle app must write nothing to the terminal.
+MEMORY_STEP_MB = 16
 
 
 def part_width(part: str, text: str) -> int:
@@ -95,6 +98,7 @@ class StatusBar(Horizontal):
         self.speed = ""
         self.ttft = ""
         self.memory = ""
+        self._memory_shown_mb: float | None = None
         self.phase = ""
         self._texts = dict.fromkeys(PARTS_ON_LINE, "")
         self._texts["model"] = self.model_text
@@ -171,6 +175,10 @@ class StatusBar(Horizontal):
         self._set("ttft", self.ttft)
 
     def set_memory(self, megabytes: float | None) -> None:
+        shown = self._memory_shown_mb
+        if megabytes is not None and shown is not None and abs(megabytes - shown) < MEMORY_STEP_MB:
+            return
+        self._memory_shown_mb = megabytes
         self.memory = f"{megabytes:5.0f} MB" if megabytes is not None else ""
         self._set("memory", self.memory)
 

@@ -96,6 +96,7 @@ class StreamView(ScrollView, can_focus=True):
         self._redraw_pending = False
         self._last_redraw = 0.0
         self.redraw_count = 0
+        self.max_redraws_per_s = MAX_REDRAWS_PER_S  # fewer over slow links
 
     @property
     def text(self) -> str:
@@ -136,7 +137,7 @@ class StreamView(ScrollView, can_focus=True):
         if self._redraw_pending:
             return
         self._redraw_pending = True
-        wait = self._last_redraw + 1 / MAX_REDRAWS_PER_S - time.monotonic()
+        wait = self._last_redraw + 1 / self.max_redraws_per_s - time.monotonic()
         self.set_timer(max(0.001, wait), self._redraw)
 
     def flush(self) -> None:

@@ -101,7 +101,7 @@ class VitalsForm(Grid):
         for field_id, label, kind, restrict, max_length in FIELDS:
             with Horizontal():
                 yield Label(label)
-                yield Input(
+                field = Input(
                     id=f"vital-{field_id}",
                     type=kind,  # type: ignore[arg-type]
                     restrict=restrict,
@@ -110,6 +110,8 @@ class VitalsForm(Grid):
                     tooltip=TOOLTIPS[field_id],
                     select_on_focus=False,
                 )
+                field.cursor_blink = False  # a blinking cursor writes to the terminal twice a second
+                yield field
         with Horizontal():
             yield TickBox("on O₂", id=f"vital-{OXYGEN_FIELD}", compact=True, tooltip="Supplemental oxygen")
 
