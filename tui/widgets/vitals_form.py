@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal
@@ -12,7 +14,9 @@ from engine import Vitals
 from tui.messages import FormChanged
 
 # field id, label, input type, restrict pattern, max length, tooltip
-FIELDS: tuple[tuple[str, str, str, str | None, int], ...] = (
+InputKind = Literal["integer", "number", "text"]  # Textual's Input types used here
+
+FIELDS: tuple[tuple[str, str, InputKind, str | None, int], ...] = (
     ("age", "Age", "integer", None, 3),
     ("sex", "Sex", "text", r"[A-Za-z]*", 7),
     ("rr", "RR", "number", None, 5),
@@ -103,7 +107,7 @@ class VitalsForm(Grid):
                 yield Label(label)
                 field = Input(
                     id=f"vital-{field_id}",
-                    type=kind,  # type: ignore[arg-type]
+                    type=kind,
                     restrict=restrict,
                     max_length=max_length,
                     compact=True,
