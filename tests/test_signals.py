@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -93,9 +94,24 @@ def test_two_quick_ctrl_c_are_not_a_traceback(note_file):
     assert b"Traceback" not in stderr and b"KeyboardInterrupt" not in stderr
 
 
+def _catches(pid: int, signum: int) -> bool:
+    """Whether the process has installed a handler for `signum` (Linux: /proc/PID/status SigCgt)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) & (1 << (signum - 1)))
+
+
 def test_a_signal_before_the_model_runs_is_one_line(note_file):
     process = start("analyze", "--note", str(note_file), "--mode", "text")
-    time.sleep(0.3)  # still starting: importing, reading the note or loading
+    # A signal that lands while Python itself is still starting ends it with the default
+    # action; wait until the command line has taken the signal, then stop it while it is
+    # still reading the note or loading the model.
+    deadline = time.monotonic() + 60
+    while not _catches(process.pid, signal.SIGTERM) and time.monotonic() < deadline:
+        time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
