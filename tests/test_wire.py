@@ -11,7 +11,7 @@ from samples import sample_model_info
 
 from engine import wire
 from engine.prompts import PromptContext
-from engine.worker import worker_main
+from engine.worker import _TokenBatcher, worker_main
 from models.llm import LoadSpec
 
 pytestmark = pytest.mark.timeout(120)
@@ -99,3 +99,36 @@ def _eof(conn) -> bool:
     except EOFError:
         return True
     return False
+
+
+class _Recorder:
+    """Stands in for the worker's pipe, so the batching can be checked without timing a model."""
+
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def send(self, message: object) -> None:
+        self.sent.append(message)
+
+
+def test_pieces_decoded_within_the_window_travel_together_in_order():
+    outbox = _Recorder()
+    batch = _TokenBatcher(outbox, "job-1", window=3600)  # nothing is ever a window late
+    for piece in ["The", " patient", " is", " febrile"]:
+        batch.add(piece)
+    batch.flush()
+    batch.flush()  # nothing pending: nothing sent
+    assert outbox.sent == [
+        wire.Tokens("job-1", ("The",)),
+        wire.Tokens("job-1", (" patient", " is", " febrile")),
+    ]
+
+
+def test_a_model_slower_than_the_window_sends_every_piece_at_once():
+    outbox = _Recorder()
+    batch = _TokenBatcher(outbox, "job-1", window=0)
+    for piece in ["RR", " 26"]:
+        batch.add(piece)
+        assert outbox.sent[-1] == wire.Tokens("job-1", (piece,)), "sent the moment it was decoded"
+    batch.flush()
+    assert len(outbox.sent) == 2
