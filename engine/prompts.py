@@ -1,7 +1,7 @@
 """The versioned prompt. One place decides what the model is told.
 
 The note is framed as data between markers, after the instructions. Turn
-markers inside it are neutralised first (`engine.safety.strip_control_tokens`),
+markers inside it are neutralised first (`engine.safety.prompt_guard`),
 and so are look-alikes of our own data markers, so text in a note such as
 "ignore previous instructions" cannot change the framing. Gemma has no system
 role: the runtime folds everything into the first user turn.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from engine.safety import strip_control_tokens
+from engine.safety.prompt_guard import strip_control_tokens
 
 PROMPT_VERSION = "assess-2026.11.1"
 
