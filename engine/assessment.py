@@ -16,8 +16,8 @@ from engine.events import Timings
 from engine.jsonstream import JsonFieldStream
 from engine.prompts import PROMPT_VERSION
 from engine.risk import final_risk_level
+from engine.safety.answer_review import review
 from engine.safety.disclaimer import ensure_disclaimer
-from engine.safety.review import review
 from engine.schema import (
     Assessment,
     ImageFinding,

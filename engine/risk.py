@@ -33,9 +33,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.notefacts import NoteFacts, read_note
 from engine.schema import RISK_ORDER, News2, Qsofa, Risk, RiskLevel
-from engine.text import neutralise
-from engine.vitals import Reading, VitalSigns, extract_vitals, merge_vitals
+from engine.vitals import Reading, VitalSigns, merge_vitals
 
 if TYPE_CHECKING:
     from engine.events import Vitals
@@ -195,9 +195,13 @@ def score_risk(vitals: VitalSigns) -> Risk:
     )
 
 
-def risk_from_note(note: str, form: Vitals | None) -> Risk:
-    """The risk step of a run: vitals read from the note, the form's values on top, then scored."""
-    return score_risk(merge_vitals(extract_vitals(neutralise(note)), form))
+def risk_from_note(note: str | NoteFacts, form: Vitals | None) -> Risk:
+    """The risk step of a run: vitals read from the note, the form's values on top, then scored.
+
+    `note` is the note's text or the request's `NoteFacts`; text is read with `read_note`.
+    """
+    facts = note if isinstance(note, NoteFacts) else read_note(note)
+    return score_risk(merge_vitals(facts.vitals, form))
 
 
 def final_risk_level(risk: Risk, model_level: RiskLevel | None) -> tuple[RiskLevel, list[str]]:

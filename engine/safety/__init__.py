@@ -15,7 +15,7 @@ says what it catches and what it does not:
   `strip_control_tokens`).
 * `engine.safety.evidence`: every finding traced to the note or the image
   (`check_findings`).
-* `engine.safety.review`: all of it on one `ModelAnswer` (`review`).
+* `engine.safety.answer_review`: all of it on one `ModelAnswer` (`review`).
 
 The confidence formula lives in `engine.confidence` and is re-exported here
 as `compute_confidence`.
@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.confidence import compute_confidence
+    from engine.safety.answer_review import Review, review
     from engine.safety.diagnostic import diagnostic_statements, mentions_disease, reframe
     from engine.safety.disclaimer import ensure_disclaimer
     from engine.safety.evidence import check_findings
     from engine.safety.medications import flag_medications
     from engine.safety.prompt_guard import CONTROL_TOKENS, detect_injection, strip_control_tokens
-    from engine.safety.review import Review, review
     from engine.safety.sentences import sentence_spans, split_sentences
 
 # public name -> the module that defines it
@@ -52,8 +52,8 @@ _SOURCES: dict[str, str] = {
     "detect_injection": "engine.safety.prompt_guard",
     "strip_control_tokens": "engine.safety.prompt_guard",
     "check_findings": "engine.safety.evidence",
-    "Review": "engine.safety.review",
-    "review": "engine.safety.review",
+    "Review": "engine.safety.answer_review",
+    "review": "engine.safety.answer_review",
     "compute_confidence": "engine.confidence",
 }
 

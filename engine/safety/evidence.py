@@ -24,9 +24,10 @@ from typing import cast
 
 import numpy as np
 
+from engine.notefacts import NoteFacts, read_note
 from engine.safety.diagnostic import reframe
-from engine.safety.sentences import sentence_spans
 from engine.schema import Finding, ImageFinding, ModelFinding, SafetyFlag
+from engine.vitals import VitalSigns, extract_vitals
 
 STOPWORDS = frozenset(
     """
@@ -294,48 +295,32 @@ def _numbers(text: str) -> list[tuple[float, str | None]]:
     return out
 
 
-_VITAL_RES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(rx, re.IGNORECASE))
-    for name, rx in (
-        ("hr", r"\b(?:hr|heart\s+rate|pulse(?:\s+rate)?)\b\s*(?:of|is|was|at|=|:|~)?\s*(\d{2,3})(?![\d.])"),
-        ("rr", r"\b(?:rr|resp(?:iratory)?\s+rate|resps)\b\s*(?:of|is|was|at|=|:|~)?\s*(\d{1,2})(?![\d.])"),
-        (
-            "spo2",
-            r"\b(?:spo2|sao2|o2\s+sats?|sats?|saturations?|oxygen\s+saturations?)\b\s*(?:of|is|was|at|=|:|~)?\s*(\d{2,3})(?![\d.])",
-        ),
-        ("t", r"\b(?:t|temp|temperature)\b\s*(?:of|is|was|at|=|:|~)?\s*(\d{2}(?:\.\d+)?)(?![\d])"),
-        ("t", r"(?<![\d.])(\d{2}(?:\.\d+)?)\s*°\s*c\b"),
-        ("sbp", r"\b(?:bp|blood\s+pressure)\b\s*(?:of|is|was|at|=|:|~)?\s*(\d{2,3})\s*/\s*\d{2,3}"),
-        ("dbp", r"\b(?:bp|blood\s+pressure)\b\s*(?:of|is|was|at|=|:|~)?\s*\d{2,3}\s*/\s*(\d{2,3})"),
-    )
-)
+# The vital signs a finding may name, as `engine.vitals` reads them, with the labels reasons use.
 _VITAL_NAMES = {
-    "hr": "HR",
-    "rr": "RR",
+    "heart_rate": "HR",
+    "respiratory_rate": "RR",
     "spo2": "SpO2",
-    "t": "temperature",
-    "sbp": "systolic BP",
-    "dbp": "diastolic BP",
+    "temperature_c": "temperature",
+    "systolic_bp": "systolic BP",
+    "diastolic_bp": "diastolic BP",
 }
 
 
-def _vitals(text: str) -> dict[str, list[float]]:
-    found: dict[str, list[float]] = {}
-    for name, rx in _VITAL_RES:
-        for m in rx.finditer(text):
-            found.setdefault(name, []).append(float(m.group(1)))
-    return found
+def _vital_values(vitals: VitalSigns) -> dict[str, list[float]]:
+    """The numeric readings of `vitals`, by parameter."""
+    readings = vitals.readings()
+    return {name: [float(readings[name].value)] for name in _VITAL_NAMES if name in readings}
 
 
 # concept stem -> (vital, predicate for "present", predicate for "absent")
 _VitalTest = Callable[[float], bool]
 _VITAL_CONCEPTS: dict[str, tuple[str, _VitalTest, _VitalTest]] = {
-    "fever": ("t", lambda v: v >= 38.0, lambda v: v < 37.5),
-    "tachycardia": ("hr", lambda v: v > 100, lambda v: v <= 90),
-    "bradycardia": ("hr", lambda v: v < 60, lambda v: v >= 60),
+    "fever": ("temperature_c", lambda v: v >= 38.0, lambda v: v < 37.5),
+    "tachycardia": ("heart_rate", lambda v: v > 100, lambda v: v <= 90),
+    "bradycardia": ("heart_rate", lambda v: v < 60, lambda v: v >= 60),
     "hypoxia": ("spo2", lambda v: v < 94, lambda v: v >= 96),
-    "tachypnea": ("rr", lambda v: v > 20, lambda v: v <= 18),
-    "hypotension": ("sbp", lambda v: v < 90, lambda v: v >= 110),
+    "tachypnea": ("respiratory_rate", lambda v: v > 20, lambda v: v <= 18),
+    "hypotension": ("systolic_bp", lambda v: v < 90, lambda v: v >= 110),
 }
 _VITAL_CONCEPT_STEMS = {_stem(k): v for k, v in _VITAL_CONCEPTS.items()}
 
@@ -405,15 +390,24 @@ def _tfidf_similarities(sentences: list[str], queries: list[str]) -> np.ndarray:
     return cast(np.ndarray, (matrix[len(sentences) :] @ matrix[: len(sentences)].T).toarray())
 
 
-_VITAL_TOKEN = {"t": "t", "hr": "hr", "spo2": "spo2", "rr": "rr", "sbp": "bp"}
+# the token a vital's label normalises to in the note ("heart rate" -> "hr")
+_VITAL_TOKEN = {
+    "temperature_c": "t",
+    "heart_rate": "hr",
+    "spo2": "spo2",
+    "respiratory_rate": "rr",
+    "systolic_bp": "bp",
+}
 
 
 class _NoteIndex:
-    """What check_findings needs from the note, computed once per call."""
+    """What check_findings needs from the note, computed once per call on top of its `NoteFacts`."""
 
-    def __init__(self, note: str) -> None:
+    def __init__(self, facts: NoteFacts) -> None:
+        note = facts.note
+        self.facts = facts
         self.note = note
-        self.spans = sentence_spans(note)
+        self.spans = list(facts.sentences)
         self.sentences = [note[a:b] for a, b in self.spans]
         self.norm, self.index = _normalised_with_map(note)
         self.sentence_concepts = _concepts_many(self.sentences) if self.sentences else []
@@ -424,7 +418,7 @@ class _NoteIndex:
             for stem, positive in c.items:
                 self.polarity.setdefault(stem, []).append(positive)
         self.numbers = _numbers(note)
-        self.vitals = _vitals(note)
+        self.vitals = _vital_values(facts.vitals)
         self._matches: dict[str, frozenset[str]] = {}
 
     def matching(self, stem: str) -> frozenset[str]:
@@ -515,7 +509,7 @@ def _assess(claim: str, window: str, ix: _NoteIndex, check_numbers_of: str) -> _
             problems.append(
                 f"{value:g} {unit} does not match the note's units ({', '.join(sorted(set(u for u in matches if u)))})"
             )
-    claim_vitals = _vitals(check_numbers_of)
+    claim_vitals = _vital_values(extract_vitals(check_numbers_of))
     for name, values in claim_vitals.items():
         if name in ix.vitals:
             for v in values:
@@ -534,16 +528,22 @@ def _assess(claim: str, window: str, ix: _NoteIndex, check_numbers_of: str) -> _
 
 
 def check_findings(
-    findings: list[ModelFinding], note: str, image_findings: list[ImageFinding]
+    findings: list[ModelFinding],
+    note: str,
+    image_findings: list[ImageFinding],
+    facts: NoteFacts | None = None,
 ) -> tuple[list[Finding], list[SafetyFlag]]:
     """Trace every model finding to the note (or the image); flag what fails.
 
     Returns one `Finding` per model finding, in order, and the flags
     (`unsupported-finding`, `contradicted-finding`, `diagnostic-language`).
+    `facts` is the request's reading of the note; without it the note is read here.
     """
-    note = note or ""
+    if facts is None:
+        facts = read_note(note or "")
+    note = facts.note
     image_findings = list(image_findings or [])
-    ix = _NoteIndex(note)
+    ix = _NoteIndex(facts)
     spans, sentences = ix.spans, ix.sentences
 
     exact: list[tuple[int, int] | None] = []

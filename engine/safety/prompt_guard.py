@@ -24,6 +24,7 @@ the safety layer.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from engine.schema import SafetyFlag
 
@@ -47,11 +48,27 @@ CONTROL_TOKENS = (
     "<s>",
     "</s>",
 )
+# Special tokens a note may imitate: turn and role markers of the common chat
+# templates, and the other control tokens of Gemma's vocabulary (image, padding,
+# mask, the unused slots). The worker also tokenizes the note with special
+# tokens off, so a control token outside this list still reaches the model as
+# plain text.
+_SPECIAL_NAMES = (
+    r"start_of_turn|end_of_turn|start_of_image|end_of_image|image_soft_token|bos|eos|pad|mask|unk|s"
+    r"|unused\d{1,4}"
+)
 _CONTROL_RE = re.compile(
-    r"<\s*/?\s*(?:start_of_turn|end_of_turn|bos|eos|s)\s*>|\[\s*/?\s*INST\s*\]|<\|[a-z_]{1,40}\|>",
+    rf"<\s*/?\s*(?:{_SPECIAL_NAMES})\s*>|\[\s*/?\s*INST\s*\]|<\|[a-z_]{{1,40}}\|>",
     re.IGNORECASE,
 )
 _LOOKALIKE = str.maketrans({"<": "\u2039", ">": "\u203a", "[": "\uff3b", "]": "\uff3d"})
+
+# The fields of the assessment the model writes: a note that writes them is imitating the answer.
+_ANSWER_FIELDS = r"reasoning|summary|key_findings|risk_level|recommendations|finding|evidence|clinical_notes"
+
+# Kinds of marker that fake the prompt's structure: what follows them, to the end of the
+# paragraph, is treated as injected text. The others govern their own sentence only.
+_STRUCTURAL = frozenset({"model control token", "role header", "fake end of note", "answer imitation"})
 
 _INJECTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (label, re.compile(rx, re.IGNORECASE))
@@ -66,7 +83,7 @@ _INJECTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "role change",
             r"\byou\s+are\s+now\b|\bact\s+as\s+(?:a|an)\b|\bpretend\s+(?:to\s+be|you\s+are)\b|\bfrom\s+now\s+on\b",
         ),
-        ("role header", r"(?:^|\n|[\[<|#])\s*(?:system|assistant|developer)\s*:"),
+        ("role header", r"(?:^|\n|[\[<|#])\s*(?:system|assistant|developer|model|user)\s*:"),
         ("new instructions", r"\bnew\s+instructions?\s*:|###\s*instruction"),
         (
             "asks for a definitive diagnosis",
@@ -81,30 +98,78 @@ _INJECTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\b(?:reveal|print|show|repeat)\s+(?:your|the)\s+(?:system\s+)?prompt\b",
         ),
         ("model control token", _CONTROL_RE.pattern),
+        (
+            "fake end of note",
+            r"\bend\s+of\s+(?:the\s+)?(?:patient\s+)?(?:note|record|data|input)\b|<<<|>>>|</\s*note\s*>",
+        ),
+        ("answer imitation", rf"[\"'“”]\s*(?:{_ANSWER_FIELDS})\s*[\"'“”]\s*:"),
     )
 )
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
+_PARAGRAPH_END = re.compile(r"\n\s*\n")
+
+
+@dataclass(frozen=True, slots=True)
+class InjectionMarker:
+    """Instruction-like text found in a note.
+
+    `span` is the matched text; `region` the text it governs, which is treated
+    as injected: its own sentence, or for a marker that fakes the prompt's
+    structure (a turn marker, a fake end of note, JSON that imitates the
+    answer) everything after it to the end of the paragraph.
+    """
+
+    label: str
+    span: tuple[int, int]
+    region: tuple[int, int]
+    text: str
+
+
+def injection_markers(note: str) -> list[InjectionMarker]:
+    """Every instruction-like match in `note`, in order; overlapping matches once."""
+    note = note or ""
+    found: list[InjectionMarker] = []
+    for label, rx in _INJECTION_PATTERNS:
+        for m in rx.finditer(note):
+            if any(a <= m.start() < b for a, b in (marker.span for marker in found)):
+                continue
+            start = m.start() + len(m.group()) - len(m.group().lstrip())
+            if label in _STRUCTURAL:
+                stop = _PARAGRAPH_END.search(note, m.end())
+                region_end = stop.start() if stop else len(note)
+            else:
+                stop = _SENTENCE_END.search(note, m.end())
+                region_end = stop.end() if stop else len(note)
+            found.append(InjectionMarker(label, (start, m.end()), (start, region_end), m.group().strip()))
+    return sorted(found, key=lambda marker: marker.span)
+
+
+def injected_regions(note: str) -> list[tuple[int, int]]:
+    """The character ranges of `note` governed by instruction-like text."""
+    return [marker.region for marker in injection_markers(note)]
 
 
 def detect_injection(note: str) -> list[SafetyFlag]:
     """`prompt-injection` flags for instruction-like text in the note (one per match)."""
-    flags: list[SafetyFlag] = []
-    seen: set[tuple[int, int]] = set()
-    for label, rx in _INJECTION_PATTERNS:
-        for m in rx.finditer(note or ""):
-            if any(a <= m.start() < b for a, b in seen):
-                continue
-            seen.add(m.span())
-            flags.append(
-                SafetyFlag(
-                    kind="prompt-injection",
-                    text=m.group().strip(),
-                    detail=f"Instruction-like text in the note ({label}) at characters {m.start()}-{m.end()}; "
-                    "treated as note content only, not as an instruction.",
-                )
-            )
-    return flags
+    return [flag(marker) for marker in injection_markers(note)]
+
+
+def flag(marker: InjectionMarker) -> SafetyFlag:
+    """The `prompt-injection` flag of one marker."""
+    start, end = marker.span
+    return SafetyFlag(
+        kind="prompt-injection",
+        text=marker.text,
+        detail=f"Instruction-like text in the note ({marker.label}) at characters {start}-{end}; "
+        "treated as note content only, not as an instruction. Findings that rest on it count as unsupported.",
+    )
+
+
+def scan_note(note: str) -> list[SafetyFlag]:
+    """The prompt-injection flags of a note, for a front end to show before the run starts."""
+    return detect_injection(note)
 
 
 def strip_control_tokens(note: str) -> str:
-    """Neutralise model turn markers: ASCII brackets swapped for look-alikes (‹ › ［ ］)."""
+    """Neutralise model control tokens: ASCII brackets swapped for look-alikes (‹ › ［ ］)."""
     return _CONTROL_RE.sub(lambda m: m.group().translate(_LOOKALIKE), note or "")

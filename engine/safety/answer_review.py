@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from engine.notefacts import NoteFacts, read_note
+from engine.safety import prompt_guard
 from engine.safety.diagnostic import reframe
 from engine.safety.evidence import check_findings
 from engine.safety.medications import flag_medications
-from engine.safety.prompt_guard import detect_injection
 from engine.schema import Finding, ImageFinding, ModelAnswer, SafetyFlag
 
 
@@ -33,8 +34,15 @@ def _dedupe(flags: Iterable[SafetyFlag]) -> list[SafetyFlag]:
     return out
 
 
-def review(answer: ModelAnswer, note: str, image_findings: list[ImageFinding]) -> Review:
-    """Reframe, flag and check one model answer against its note. Pure."""
+def review(
+    answer: ModelAnswer, note: str, image_findings: list[ImageFinding], facts: NoteFacts | None = None
+) -> Review:
+    """Reframe, flag and check one model answer against its note. Pure.
+
+    `facts` is the request's reading of the note; without it the note is read here.
+    """
+    if facts is None:
+        facts = read_note(note or "")
     summary, f1 = reframe(answer.summary)
     reasoning, f2 = reframe(answer.reasoning)
     recommendations: list[str] = []
@@ -43,11 +51,11 @@ def review(answer: ModelAnswer, note: str, image_findings: list[ImageFinding]) -
         new, fl = reframe(rec)
         recommendations.append(new)
         f3.extend(fl)
-    findings, f4 = check_findings(answer.key_findings, note, image_findings)
+    findings, f4 = check_findings(answer.key_findings, note, image_findings, facts)
     meds: list[SafetyFlag] = []
     for text in (answer.summary, answer.reasoning, *answer.recommendations):
         meds.extend(flag_medications(text))
-    injection = detect_injection(note)
+    injection = [prompt_guard.flag(marker) for marker in facts.injections]
     share = (sum(1 for f in findings if f.supported) / len(findings)) if findings else None
     return Review(
         summary=summary,
