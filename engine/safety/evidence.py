@@ -6,7 +6,9 @@ What it does (`check_findings`): the quoted evidence is located in the note
 negations are compared NegEx-style, content words must appear, and a vital
 sign named in a finding is compared with the reading the note gives.
 Findings that fail are flagged ``unsupported-finding`` or
-``contradicted-finding``.
+``contradicted-finding``. A finding whose evidence lies in text the prompt
+guard marked as instruction-like (an injected answer, say) is unsupported,
+however well it matches: such text cannot buy credibility.
 
 What it does not catch: a finding that paraphrases the note with different
 words and no shared stems is judged unsupported even when a clinician would
@@ -651,6 +653,9 @@ def check_findings(
         if source == "none":
             score = min(score, 0.1)
             reasons.append("no part of the note matches the finding or its quoted evidence")
+        if span is not None and facts.is_injected(span):
+            score = 0.0
+            reasons.append("its evidence lies in instruction-like text in the note, which is not patient data")
         supported = not reasons
         if supported:
             if exact[i] is not None:
