@@ -655,7 +655,9 @@ def check_findings(
             reasons.append("no part of the note matches the finding or its quoted evidence")
         if span is not None and facts.is_injected(span):
             score = 0.0
-            reasons.append("its evidence lies in instruction-like text in the note, which is not patient data")
+            reasons.append(
+                "its evidence lies in instruction-like text in the note, which is not patient data"
+            )
         supported = not reasons
         if supported:
             if exact[i] is not None:
