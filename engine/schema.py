@@ -126,6 +126,11 @@ SafetyKind = Literal[
     "incomplete",
     "note-truncated",
     "demo-model",
+    "unsupported-result",
+    "advice-contradicts-risk",
+    "form-note-conflict",
+    "repetition",
+    "image-refused",
 ]
 
 

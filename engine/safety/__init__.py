@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.confidence import compute_confidence
-    from engine.safety.answer_review import Review, review
+    from engine.safety.answer_review import Review, check_text, review
     from engine.safety.diagnostic import diagnostic_statements, mentions_disease, reframe
     from engine.safety.disclaimer import ensure_disclaimer
     from engine.safety.evidence import check_findings
     from engine.safety.medications import flag_medications
-    from engine.safety.prompt_guard import CONTROL_TOKENS, detect_injection, strip_control_tokens
+    from engine.safety.prompt_guard import CONTROL_TOKENS, detect_injection, scan_note, strip_control_tokens
+    from engine.safety.results import flag_invented_results
     from engine.safety.sentences import sentence_spans, split_sentences
 
 # public name -> the module that defines it
@@ -53,6 +54,9 @@ _SOURCES: dict[str, str] = {
     "strip_control_tokens": "engine.safety.prompt_guard",
     "check_findings": "engine.safety.evidence",
     "Review": "engine.safety.answer_review",
+    "check_text": "engine.safety.answer_review",
+    "flag_invented_results": "engine.safety.results",
+    "scan_note": "engine.safety.prompt_guard",
     "review": "engine.safety.answer_review",
     "compute_confidence": "engine.confidence",
 }
@@ -61,14 +65,17 @@ __all__ = [
     "CONTROL_TOKENS",
     "Review",
     "check_findings",
+    "check_text",
     "compute_confidence",
     "detect_injection",
     "diagnostic_statements",
     "ensure_disclaimer",
+    "flag_invented_results",
     "flag_medications",
     "mentions_disease",
     "reframe",
     "review",
+    "scan_note",
     "sentence_spans",
     "split_sentences",
     "strip_control_tokens",

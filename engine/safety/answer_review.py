@@ -10,6 +10,7 @@ from engine.safety import prompt_guard
 from engine.safety.diagnostic import reframe
 from engine.safety.evidence import check_findings
 from engine.safety.medications import flag_medications
+from engine.safety.results import flag_invented_results
 from engine.schema import Finding, ImageFinding, ModelAnswer, SafetyFlag
 
 
@@ -34,6 +35,20 @@ def _dedupe(flags: Iterable[SafetyFlag]) -> list[SafetyFlag]:
     return out
 
 
+def check_text(text: str, note: str | NoteFacts) -> tuple[str, list[SafetyFlag]]:
+    """One piece of model text (a sentence, a field, a paragraph) checked against the note.
+
+    A sentence stating a result the note does not contain is replaced first, then
+    diagnostic statements are reframed; medication statements are flagged. Returns
+    the checked text and its flags. Text outside the changed sentences is kept byte
+    for byte, so a stream can be checked sentence by sentence.
+    """
+    facts = note if isinstance(note, NoteFacts) else read_note(note or "")
+    without_invented, result_flags = flag_invented_results(text, facts)
+    reframed, diagnostic_flags = reframe(without_invented)
+    return reframed, [*result_flags, *diagnostic_flags, *flag_medications(text)]
+
+
 def review(
     answer: ModelAnswer, note: str, image_findings: list[ImageFinding], facts: NoteFacts | None = None
 ) -> Review:
@@ -43,25 +58,25 @@ def review(
     """
     if facts is None:
         facts = read_note(note or "")
-    summary, f1 = reframe(answer.summary)
-    reasoning, f2 = reframe(answer.reasoning)
+    summary, summary_flags = check_text(answer.summary, facts)
+    reasoning, reasoning_flags = check_text(answer.reasoning, facts)
     recommendations: list[str] = []
-    f3: list[SafetyFlag] = []
-    for rec in answer.recommendations:
-        new, fl = reframe(rec)
-        recommendations.append(new)
-        f3.extend(fl)
-    findings, f4 = check_findings(answer.key_findings, note, image_findings, facts)
-    meds: list[SafetyFlag] = []
-    for text in (answer.summary, answer.reasoning, *answer.recommendations):
-        meds.extend(flag_medications(text))
+    recommendation_flags: list[SafetyFlag] = []
+    for recommendation in answer.recommendations:
+        checked, flags = check_text(recommendation, facts)
+        recommendations.append(checked)
+        recommendation_flags.extend(flags)
+    findings, finding_flags = check_findings(answer.key_findings, note, image_findings, facts)
     injection = [prompt_guard.flag(marker) for marker in facts.injections]
     share = (sum(1 for f in findings if f.supported) / len(findings)) if findings else None
+    ordered = [*injection, *summary_flags, *reasoning_flags, *recommendation_flags, *finding_flags]
+    # medication flags after the others, as before
+    ordered.sort(key=lambda flag: flag.kind == "medication")
     return Review(
         summary=summary,
         reasoning=reasoning,
         recommendations=recommendations,
         findings=findings,
-        flags=_dedupe([*injection, *f1, *f2, *f3, *f4, *meds]),
+        flags=_dedupe(ordered),
         supported_share=share,
     )

@@ -6,7 +6,9 @@ What it does (`check_findings`): the quoted evidence is located in the note
 negations are compared NegEx-style, content words must appear, and a vital
 sign named in a finding is compared with the reading the note gives.
 Findings that fail are flagged ``unsupported-finding`` or
-``contradicted-finding``. A finding whose evidence lies in text the prompt
+``contradicted-finding``; a finding that states a result of an investigation
+the note never mentions is replaced and flagged ``unsupported-result``
+(`engine.safety.results`). A finding whose evidence lies in text the prompt
 guard marked as instruction-like (an injected answer, say) is unsupported,
 however well it matches: such text cannot buy credibility.
 
@@ -28,6 +30,7 @@ import numpy as np
 
 from engine.notefacts import NoteFacts, read_note
 from engine.safety.diagnostic import reframe
+from engine.safety.results import invented_results, not_in_note, result_flag
 from engine.schema import Finding, ImageFinding, ModelFinding, SafetyFlag
 from engine.vitals import VitalSigns, extract_vitals
 
@@ -571,6 +574,21 @@ def check_findings(
     results: list[Finding] = []
     flags: list[SafetyFlag] = []
     for i, f in enumerate(findings):
+        invented = invented_results(f.finding, facts) or invented_results(f.evidence, facts)
+        if invented:
+            results.append(
+                Finding(
+                    text=not_in_note(invented),
+                    evidence="",
+                    supported=False,
+                    source="none",
+                    support_score=0.0,
+                    span=None,
+                    reason=f"states a {', '.join(invented)} result that the note does not contain",
+                )
+            )
+            flags.append(result_flag(f.finding, invented))
+            continue
         text, dx_flags = reframe(f.finding)
         flags.extend(dx_flags)
         claim = f.finding
