@@ -83,7 +83,7 @@ def build(
     note_truncated: bool = False,
 ) -> Assessment:
     answer, complete = read_answer(stream)
-    checked = review(answer, note, image_findings)
+    checked = review(answer, note, image_findings, rule_band=risk.rule_level)
     flags: list[SafetyFlag] = list(checked.flags)
 
     risk = risk.model_copy(deep=True)

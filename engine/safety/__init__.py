@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.confidence import compute_confidence
+    from engine.safety.advice import flag_contradicting_advice
     from engine.safety.answer_review import Review, check_text, review
     from engine.safety.diagnostic import diagnostic_statements, mentions_disease, reframe
     from engine.safety.disclaimer import ensure_disclaimer
@@ -55,6 +56,7 @@ _SOURCES: dict[str, str] = {
     "check_findings": "engine.safety.evidence",
     "Review": "engine.safety.answer_review",
     "check_text": "engine.safety.answer_review",
+    "flag_contradicting_advice": "engine.safety.advice",
     "flag_invented_results": "engine.safety.results",
     "scan_note": "engine.safety.prompt_guard",
     "review": "engine.safety.answer_review",
@@ -70,6 +72,7 @@ __all__ = [
     "detect_injection",
     "diagnostic_statements",
     "ensure_disclaimer",
+    "flag_contradicting_advice",
     "flag_invented_results",
     "flag_medications",
     "mentions_disease",

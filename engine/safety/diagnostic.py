@@ -73,6 +73,8 @@ DISEASE_TERMS = frozenset(
     psychosis; schizophrenia; bipolar disorder; anxiety disorder; panic disorder; parkinson's disease;
     alzheimer's disease; multiple sclerosis; guillain-barre syndrome; kawasaki disease; glaucoma;
     conjunctivitis; cataract; retinal detachment; sickle cell disease; thalassaemia; thalassemia;
+    common cold; viral cold; head cold; chest cold; viral illness; viral syndrome; respiratory tract infection;
+    upper respiratory tract infection; lower respiratory tract infection; respiratory infection;
     disease; syndrome; disorder
     """.replace("\n", " ").split(";")
 )
@@ -103,10 +105,24 @@ _DISEASE_ABBR_RE = re.compile(
 _DISEASE_SUFFIX_RE = re.compile(r"(?<![\w-])[a-z]{3,}(?:itis|omas?|a?emias?|os[ie]s)(?![\w-])", re.IGNORECASE)
 
 
+# "a cold" is the illness; "cold hands", "cold peripheries" are signs.
+_A_COLD_RE = re.compile(
+    r"(?<![\w-])(?:a|the)\s+cold(?![\w-])(?!\s+(?:hands?|feet|foot|fingers?|toes?|peripher\w*|extremit\w*|skin|"
+    r"sweats?|sweaty|compress\w*|room|weather|water|drinks?|and\s+clammy))",
+    re.IGNORECASE,
+)
+
+
 def _disease_terms_in(text: str) -> list[re.Match[str]]:
     found = list(_DISEASE_LEXICON_RE.finditer(text)) + list(_DISEASE_ABBR_RE.finditer(text))
+    found += list(_A_COLD_RE.finditer(text))
     found += [m for m in _DISEASE_SUFFIX_RE.finditer(text) if m.group().lower() not in _SUFFIX_EXCEPTIONS]
     return sorted(found, key=lambda m: m.start())
+
+
+def _names_disease(s: str, start: int, end: int) -> bool:
+    """A disease name starts within s[start:end]; what follows is read too ("a cold" vs "a cold and clammy")."""
+    return any(m.start() < end - start for m in _disease_terms_in(s[start:]))
 
 
 def mentions_disease(text: str) -> bool:
@@ -208,6 +224,22 @@ _PATTERNS: tuple[_Pattern, ...] = (
         x_after=False,
     ),
     _Pattern(
+        "is-present",
+        _p(
+            r"(?P<trig>\b(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:present|evident|seen|noted|visible|"
+            r"demonstrated|identified|detected))\b"
+        ),
+        "assert",
+        x_after=False,
+    ),
+    _Pattern(
+        "there-is",
+        _p(
+            r"(?P<trig>\bthere\s+(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:(?:clear|definite)\s+)?(?:evidence\s+of\s+)?)"
+        ),
+        "assert",
+    ),
+    _Pattern(
         "is-the-diagnosis",
         _p(r"(?P<trig>\b(?:is|are|was)\s+the\s+(?:\w+\s+){0,2}?diagnosis)\b"),
         "assert",
@@ -246,7 +278,7 @@ _PATTERNS: tuple[_Pattern, ...] = (
     _Pattern(
         "this-is",
         _p(
-            r"(?P<subj>\b(?:this|it|that|which|the\s+(?:clinical\s+)?(?:picture|presentation|cause|problem|condition|"
+            r"(?P<subj>\b(?:this|it|that|which|(?:the|his|her)\s+(?:patient['’]s\s+)?(?:clinical\s+)?(?:picture|presentation|cause|problem|condition|"
             r"illness|underlying\s+cause))\s+)(?P<adv>" + _ADV + r")"
             r"(?P<trig>is|represents|indicates|confirms|shows|proves|reflects|means)\b(?:\s+(?:a\s+case\s+of|an?)\b)?"
         ),
@@ -330,8 +362,39 @@ def _strip_certainty(text: str) -> str:
     return re.sub(rf"\b{_CERTAINTY}\s+", "", text, flags=re.IGNORECASE).strip()
 
 
+# A sentence that is only a condition's name ("Sepsis.", "Severe community-acquired pneumonia!")
+# states it as fact. These words may stand beside the name without changing that.
+_BARE_MODIFIERS = frozenset(
+    """a an the acute chronic severe mild moderate early late bilateral unilateral left right lower upper lobar
+    community-acquired hospital-acquired community hospital acquired bacterial viral fungal septic
+    complicated uncomplicated new recurrent active primary secondary with""".split()
+)
+_BARE_RE = re.compile(r"^\s*(?:[-*•]\s*)?(?P<x>[^.!?:;,]+?)\s*[.!]*\s*$")
+
+
+def _bare_condition(s: str) -> _Hit | None:
+    """The whole sentence is a condition's name: a hit over all of it."""
+    m = _BARE_RE.match(s)
+    if m is None:
+        return None
+    x = m.group("x")
+    terms = _disease_terms_in(x)
+    if not terms:
+        return None
+    rest = x
+    for term in sorted(terms, key=lambda t: t.start(), reverse=True):
+        rest = rest[: term.start()] + " " + rest[term.end() :]
+    if any(word not in _BARE_MODIFIERS for word in rest.lower().split()):
+        return None
+    pattern = _Pattern("bare-condition", m.re, "assert", x_after=False)
+    return _Hit(pattern, m.start("x"), m.end("x"), x)
+
+
 def _hits(s: str) -> list[_Hit]:
     """Unhedged diagnostic statements in sentence `s`."""
+    bare = _bare_condition(s)
+    if bare is not None:
+        return [bare]
     hits: list[_Hit] = []
     for pat in _PATTERNS:
         for m in pat.regex.finditer(s):
@@ -368,7 +431,7 @@ def _hits(s: str) -> list[_Hit]:
                 and _NP_EXCLUDED_LEAD.search(_strip_certainty(x))
             ):
                 continue
-            if pat.needs_disease and not mentions_disease(x):
+            if pat.needs_disease and not _names_disease(s, x_start, x_end):
                 continue
             if not x.strip(" -–:"):
                 continue
@@ -417,9 +480,10 @@ def _rewrite(s: str) -> str:
             flags=re.IGNORECASE,
         )
         x = hit.x.strip(" -–:")
-        x = re.sub(r"^(?:a|an|the)\s+", "", x, flags=re.IGNORECASE) if hit.pattern.kind == "assert" else x
+        if hit.pattern.kind == "assert" and not re.fullmatch(r"(?:a|the)\s+cold", x, flags=re.IGNORECASE):
+            x = re.sub(r"^(?:a|an|the)\s+", "", x, flags=re.IGNORECASE)  # "a cold" keeps its article
         x = re.sub(r"^(?:[\w'’]+\s+)?diagnos[ie]s\s+of\s+(?:a\s+|an\s+)?", "", x, flags=re.IGNORECASE)
-        at_start = not prefix.strip()
+        at_start = not prefix.strip(" \t-*•")  # a list item starts a sentence too
         if prefix and not at_start and not prefix[-1].isspace():
             prefix += " "  # "No, the patient ..." -> "No, pneumonia ..."
         if hit.pattern.kind == "exclude":
