@@ -98,6 +98,14 @@ def build(
                 detail=f"raised to {level} by NEWS2 band {risk.rule_level}",
             )
         )
+    for conflict in risk.conflicts:
+        flags.append(
+            SafetyFlag(
+                kind="form-note-conflict",
+                text=f"{conflict.label}: form {conflict.form}, note '{conflict.note}'",
+                detail=conflict.reason,
+            )
+        )
     if not complete:
         why = "the token limit" if hit_token_limit else "an unfinished or invalid answer"
         flags.append(SafetyFlag(kind="incomplete", text="model answer", detail=f"stopped at {why}"))
