@@ -9,6 +9,7 @@ from engine.notefacts import NoteFacts, read_note
 from engine.safety import prompt_guard
 from engine.safety.advice import flag_contradicting_advice
 from engine.safety.diagnostic import reframe
+from engine.safety.duplicates import unique_indices
 from engine.safety.evidence import check_findings
 from engine.safety.medications import flag_medications
 from engine.safety.results import flag_invented_results
@@ -34,6 +35,25 @@ def _dedupe(flags: Iterable[SafetyFlag]) -> list[SafetyFlag]:
             seen.add(key)
             out.append(flag)
     return out
+
+
+def _repetition_flag(dropped_findings: int, dropped_recommendations: int) -> list[SafetyFlag]:
+    """A `repetition` flag with the counts of what was dropped; none when nothing was."""
+    counts = [
+        f"{count} {what}{'' if count == 1 else 's'}"
+        for count, what in ((dropped_findings, "finding"), (dropped_recommendations, "recommendation"))
+        if count
+    ]
+    if not counts:
+        return []
+    return [
+        SafetyFlag(
+            kind="repetition",
+            text="findings and recommendations",
+            detail=f"The model repeated itself: {' and '.join(counts)} that repeated an earlier one "
+            "(exactly or nearly) were dropped.",
+        )
+    ]
 
 
 def check_text(
@@ -77,9 +97,23 @@ def review(
         recommendations.append(checked)
         recommendation_flags.extend(flags)
     findings, finding_flags = check_findings(answer.key_findings, note, image_findings, facts)
+    # repeats are dropped as the clinician would read them: after the checks
+    kept_findings = [findings[i] for i in unique_indices([finding.text for finding in findings])]
+    kept_recommendations = [recommendations[i] for i in unique_indices(recommendations)]
+    repetition_flags = _repetition_flag(
+        len(findings) - len(kept_findings), len(recommendations) - len(kept_recommendations)
+    )
+    findings, recommendations = kept_findings, kept_recommendations
     injection = [prompt_guard.flag(marker) for marker in facts.injections]
     share = (sum(1 for f in findings if f.supported) / len(findings)) if findings else None
-    ordered = [*injection, *summary_flags, *reasoning_flags, *recommendation_flags, *finding_flags]
+    ordered = [
+        *injection,
+        *repetition_flags,
+        *summary_flags,
+        *reasoning_flags,
+        *recommendation_flags,
+        *finding_flags,
+    ]
     # advice that contradicts the risk first, medication flags last (stable otherwise)
     ordered.sort(key=lambda flag: (flag.kind != "advice-contradicts-risk", flag.kind == "medication"))
     return Review(
