@@ -574,8 +574,8 @@ def check_findings(
     results: list[Finding] = []
     flags: list[SafetyFlag] = []
     for i, f in enumerate(findings):
-        invented = invented_results(f.finding, facts) or invented_results(f.evidence, facts)
-        if invented:
+        invented = invented_results(f.finding, facts)
+        if invented:  # the finding itself states the result: it is replaced
             results.append(
                 Finding(
                     text=not_in_note(invented),
@@ -671,6 +671,12 @@ def check_findings(
         if source == "none":
             score = min(score, 0.1)
             reasons.append("no part of the note matches the finding or its quoted evidence")
+        invented_evidence = invented_results(f.evidence, facts)
+        if invented_evidence:  # only the quoted "evidence" states it: the finding stays, unsupported
+            score = min(score, 0.1)
+            reasons.append(
+                f"its quoted evidence states a {', '.join(invented_evidence)} result the note does not contain"
+            )
         if span is not None and facts.is_injected(span):
             score = 0.0
             reasons.append(
@@ -705,6 +711,8 @@ def check_findings(
         )
         if contradicted:
             flags.append(SafetyFlag(kind="contradicted-finding", text=f.finding, detail=reason))
+        elif invented_evidence:
+            flags.append(SafetyFlag(kind="unsupported-result", text=f.finding, detail=reason))
         elif not supported:
             flags.append(SafetyFlag(kind="unsupported-finding", text=f.finding, detail=reason))
     return results, flags
