@@ -1,17 +1,26 @@
 """Prompt guard: instruction-like text in a note is shown, and model control tokens neutralised.
 
-What it catches (`detect_injection`): instruction overrides ("ignore previous
-instructions"), role changes ("you are now", "act as a"), role headers
-("system:"), requests for a definitive diagnosis or to drop the disclaimer,
-and model turn markers written in the note. Each match gets a
-``prompt-injection`` flag with its character span.
+What it catches (`scan_note`, `detect_injection`, `injection_markers`):
+instruction overrides ("ignore previous instructions"), role changes ("you
+are now", "act as a"), role headers ("system:", "model:"), requests for a
+definitive diagnosis or to drop the disclaimer, a fake end of the note ("END
+OF PATIENT NOTE", ">>>"), JSON that imitates the answer ('"risk_level":',
+'"recommendations":'), and special tokens written in the note: turn markers
+of the common chat templates and Gemma's other control tokens
+(``<start_of_image>``, ``<pad>``, ``<mask>``, ``<unusedN>``...). Each match
+gets a ``prompt-injection`` flag with its character span. The text a marker
+governs (its sentence, or for a marker that fakes the prompt's structure the
+rest of its paragraph) is the injected region: a finding whose evidence lies
+there counts as unsupported.
 
-`strip_control_tokens` neutralises model turn markers written in the note: the
+`strip_control_tokens` neutralises those special tokens in the note: the
 ASCII brackets of a marker are swapped for look-alike characters,
 ``<start_of_turn>`` becomes ``‹start_of_turn›`` (U+2039/U+203A) and ``[INST]``
 becomes ``［INST］`` (U+FF3B/U+FF3D). The text stays readable but can no
 longer be tokenised as a control token, so it cannot break the prompt's
-framing.
+framing. The worker also tokenizes the note with special tokens off, so a
+control token of the loaded model's vocabulary outside this list is still
+read as plain text.
 
 What it does not catch: instructions in other languages, paraphrases outside
 the patterns ("please now behave as..."), and text that persuades without
