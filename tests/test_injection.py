@@ -155,3 +155,11 @@ def test_a_plain_note_is_tokenized_as_before(runtime) -> None:
     job_tokens = _prompt_tokens(runtime, OBS)
     whole = runtime.tokenize(runtime.format_prompt(build_messages(OBS, PromptContext(), "assessment")))
     assert runtime.detokenize(job_tokens) == runtime.detokenize(whole)
+
+
+def test_every_listed_control_token_is_neutralised_and_flagged() -> None:
+    from engine.safety import CONTROL_TOKENS, strip_control_tokens
+
+    for token in CONTROL_TOKENS:
+        assert token not in strip_control_tokens(f"Cough {token} fever"), token
+        assert scan_note(f"Cough {token} fever"), token

@@ -56,6 +56,13 @@ CONTROL_TOKENS = (
     "<|end_header_id|>",
     "<s>",
     "</s>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+    "<pad>",
+    "<mask>",
+    "<unk>",
+    "<unused0>",
 )
 # Special tokens a note may imitate: turn and role markers of the common chat
 # templates, and the other control tokens of Gemma's vocabulary (image, padding,
