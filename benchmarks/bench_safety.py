@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import safety  # noqa: E402
+from engine.safety import evidence  # noqa: E402
 from engine.schema import ModelAnswer, ModelFinding  # noqa: E402
 
 TYPICAL_NOTE = (
@@ -96,7 +97,7 @@ def main() -> None:
         "  check_findings only, 6 findings, 20k note": lambda: safety.check_findings(
             SIX.key_findings, note20k, []
         ),
-        "  TF-IDF fit+similarity only, 20k note": lambda: safety._tfidf_similarities(sentences, queries),
+        "  TF-IDF fit+similarity only, 20k note": lambda: evidence._tfidf_similarities(sentences, queries),
         "  sentence split only, 20k note": lambda: safety.split_sentences(note20k),
         "  reframe+medications of the answer text": lambda: (
             safety.reframe(SIX.reasoning),

@@ -56,8 +56,10 @@ if TYPE_CHECKING:
     from engine.files import atomic_write_text
     from engine.history import History, HistoryEntry, export_assessment, handoff_markdown
     from engine.imaging import check_image, preview_thumbnail
+    from engine.notefacts import NoteFacts, read_note
     from engine.preview import preview_risk
     from engine.report import Case, render, report_sections, to_markdown, to_text
+    from engine.safety.prompt_guard import scan_note
     from engine.schema import DISCLAIMER, Assessment, Finding, ImageFinding, Risk, SafetyFlag
     from engine.text import neutralise
     from engine.tools import TOOLS, run_tool
@@ -110,6 +112,10 @@ _SOURCES: dict[str, str] = {
     "DISCLAIMER": "engine.schema",
     # the live risk preview and image checking, while the case is typed
     "preview_risk": "engine.preview",
+    # one reading of the note, and its instruction-like text, before the run
+    "NoteFacts": "engine.notefacts",
+    "read_note": "engine.notefacts",
+    "scan_note": "engine.safety.prompt_guard",
     "check_image": "engine.imaging",
     "preview_thumbnail": "engine.imaging",
     # history, export and the one report renderer
@@ -164,6 +170,7 @@ __all__ = [
     "ModelInfo",
     "ModelLoaded",
     "ModelLoading",
+    "NoteFacts",
     "Phase",
     "PhaseChanged",
     "PromptPrepared",
@@ -187,10 +194,12 @@ __all__ = [
     "neutralise",
     "preview_risk",
     "preview_thumbnail",
+    "read_note",
     "read_config_table",
     "render",
     "report_sections",
     "run_tool",
+    "scan_note",
     "to_markdown",
     "to_text",
 ]

@@ -16,7 +16,8 @@ from engine.events import Timings
 from engine.jsonstream import JsonFieldStream
 from engine.prompts import PROMPT_VERSION
 from engine.risk import final_risk_level
-from engine.safety import ensure_disclaimer, review
+from engine.safety.answer_review import review
+from engine.safety.disclaimer import ensure_disclaimer
 from engine.schema import (
     Assessment,
     ImageFinding,
@@ -82,7 +83,7 @@ def build(
     note_truncated: bool = False,
 ) -> Assessment:
     answer, complete = read_answer(stream)
-    checked = review(answer, note, image_findings)
+    checked = review(answer, note, image_findings, rule_band=risk.rule_level)
     flags: list[SafetyFlag] = list(checked.flags)
 
     risk = risk.model_copy(deep=True)
@@ -95,6 +96,14 @@ def build(
                 kind="risk-raised",
                 text=f"model said {answer.risk_level}",
                 detail=f"raised to {level} by NEWS2 band {risk.rule_level}",
+            )
+        )
+    for conflict in risk.conflicts:
+        flags.append(
+            SafetyFlag(
+                kind="form-note-conflict",
+                text=f"{conflict.label}: form {conflict.form}, note '{conflict.note}'",
+                detail=conflict.reason,
             )
         )
     if not complete:

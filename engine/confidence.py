@@ -11,7 +11,10 @@ where
   (no log-probabilities available) -> ``NEUTRAL_TOKEN_PROBABILITY``.
 * ``supported_share``: the share of key findings that the safety layer could
   trace to the note or the image (0..1). Every unsupported or contradicted
-  finding lowers it. No findings -> ``NEUTRAL_SUPPORTED_SHARE``.
+  finding lowers it; so does a finding whose evidence lies in instruction-like
+  text in the note (an injected answer cannot vouch for itself), and one that
+  states a result the note does not contain. Repeated findings are dropped
+  before the share is taken. No findings -> ``NEUTRAL_SUPPORTED_SHARE``.
 * ``risk_agreement``: agreement between the model's risk level and the
   rule-based (NEWS2/qSOFA) level: same level ``1.0``, one step apart ``0.6``,
   two steps apart ``0.2``. No rule level or no model level ->

@@ -45,10 +45,9 @@ from engine.events import (
 )
 from engine.jsonstream import JsonFieldStream
 from engine.prompts import PromptContext
-from engine.risk import score_risk
+from engine.risk import risk_from_note
 from engine.schema import ImageFinding, ModelAnswer, Risk
 from engine.text import neutralise
-from engine.vitals import extract_vitals, merge_vitals
 from models.info import ModelInfo
 
 MAX_NOTE_CHARS = 200_000
@@ -147,7 +146,7 @@ class Engine:
         context = PromptContext()
         scored: tuple[Risk, list[ImageFinding]] | None = None
         if request.mode == "assessment":
-            risk = score_risk(merge_vitals(extract_vitals(note), request.vitals))
+            risk = risk_from_note(note, request.vitals)
             yield RiskScored(risk)
             image_findings, image_event = await self._analyse_image(request)
             if image_event:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from engine.engine import MAX_NOTE_CHARS
 from engine.events import Vitals
+from engine.notefacts import read_note
 from engine.risk import risk_from_note
 from engine.schema import Risk
 
 
 def preview_risk(note: str, vitals: Vitals | None) -> Risk:
-    """NEWS2 and qSOFA from the note and the form, as the next run will score them."""
-    return risk_from_note(note[:MAX_NOTE_CHARS], vitals)
+    """NEWS2 and qSOFA from the note and the form, as the next run will score them.
+
+    The note is read with `read_note`, the same cached reading the run uses.
+    """
+    return risk_from_note(read_note(note[:MAX_NOTE_CHARS]), vitals)

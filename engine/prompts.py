@@ -1,7 +1,8 @@
 """The versioned prompt. One place decides what the model is told.
 
-The note is framed as data between markers, after the instructions. Turn
-markers inside it are neutralised first (`engine.safety.strip_control_tokens`),
+The note is framed as data between markers, after the instructions. Control
+tokens inside it are neutralised first (`engine.safety.prompt_guard`), the
+worker tokenizes it with special tokens off,
 and so are look-alikes of our own data markers, so text in a note such as
 "ignore previous instructions" cannot change the framing. Gemma has no system
 role: the runtime folds everything into the first user turn.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from engine.safety import strip_control_tokens
+from engine.safety.prompt_guard import strip_control_tokens
 
 PROMPT_VERSION = "assess-2026.11.1"
 
@@ -67,9 +68,27 @@ def build_messages(note: str, context: PromptContext, mode: str = "assessment") 
             "Image findings (image-text similarity from an image encoder, not a diagnosis):\n"
             + "\n".join(f"- {line}" for line in context.image_lines)
         )
-    framed = strip_control_tokens(note).replace("<<<", "‹‹‹").replace(">>>", "›››")
-    parts.append(f"{NOTE_START}\n{framed}\n{NOTE_END}")
+    parts.append(f"{NOTE_START}\n{frame_note(note)}\n{NOTE_END}")
     return [{"role": "user", "content": "\n\n".join(parts)}]
+
+
+def frame_note(note: str) -> str:
+    """The note as it stands inside the prompt: control tokens and our own data markers neutralised."""
+    return strip_control_tokens(note).replace("<<<", "‹‹‹").replace(">>>", "›››")
+
+
+# Stands in for the note while the prompt's frame is formatted, so that the frame can be
+# tokenized with its special tokens and the note without (see the worker). Private-use
+# characters: the frame's text never contains them, and `frame_note` leaves them alone.
+NOTE_SLOT = "\ue000NOTE\ue001"
+
+
+def split_frame(formatted: str) -> tuple[str, str]:
+    """The formatted prompt before and after `NOTE_SLOT`."""
+    before, slot, after = formatted.partition(NOTE_SLOT)
+    if not slot:
+        raise ValueError("the chat template dropped the note")
+    return before, after
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,12 @@ qSOFA: respiratory rate >= 22, altered mentation (consciousness other than A,
 or GCS < 15), systolic BP <= 100; one point each. Scored from what is present;
 None when none of the three is available.
 
+Form and note. A value typed in the form fills what the note lacks. Where the
+note gives a different value, the reading that scores higher (NEWS2 points,
+then qSOFA points) is scored, so a typed value can never lower the risk the
+note shows; the disagreement is kept in `Risk.conflicts` with both values and
+which was used. Age and sex are compared as well, not scored.
+
 `final_risk_level` combines the rule band with the model's level: the rule band
 is a floor the model may raise but never lower.
 """
@@ -33,9 +39,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.schema import RISK_ORDER, News2, Qsofa, Risk, RiskLevel
-from engine.text import neutralise
-from engine.vitals import Reading, VitalSigns, extract_vitals, merge_vitals
+from engine.notefacts import NoteFacts, read_note, sex_letter
+from engine.schema import RISK_ORDER, FormNoteConflict, News2, Qsofa, Risk, RiskLevel
+from engine.vitals import Reading, Value, VitalSigns, merge_vitals
 
 if TYPE_CHECKING:
     from engine.events import Vitals
@@ -195,9 +201,102 @@ def score_risk(vitals: VitalSigns) -> Risk:
     )
 
 
-def risk_from_note(note: str, form: Vitals | None) -> Risk:
-    """The risk step of a run: vitals read from the note, the form's values on top, then scored."""
-    return score_risk(merge_vitals(extract_vitals(neutralise(note)), form))
+def _scores(name: str, value: Value) -> tuple[int, int]:
+    """(NEWS2 points, qSOFA points) of one parameter's value: how much a reading raises the risk."""
+    news2 = parameter_points(name, value) if name in NEWS2_PARAMETERS else 0
+    if name == "respiratory_rate":
+        qsofa = int(float(value) >= 22)
+    elif name == "systolic_bp":
+        qsofa = int(float(value) <= 100)
+    elif name == "consciousness":
+        qsofa = int(value != "A")
+    else:
+        qsofa = 0
+    return news2, qsofa
+
+
+def merge_form(facts: NoteFacts, form: Vitals | None) -> tuple[VitalSigns, list[FormNoteConflict]]:
+    """The note's vitals with the form's on top; where the two disagree, the reading that scores higher.
+
+    A form value fills what the note lacks. Where the note has a different value,
+    the one that scores more (NEWS2 points, then qSOFA points) is scored, and the
+    disagreement is returned with both values and which was used; on a tie the
+    form's value is used. Age and sex are compared too; they are not scored.
+    """
+    merged = merge_vitals(facts.vitals, form)
+    if form is None:
+        return merged, []
+    readings = merged.readings()
+    conflicts: list[FormNoteConflict] = []
+    for name, typed in merged.readings().items():
+        written = getattr(facts.vitals, name)
+        if typed.source != "form" or written is None or typed.value == written.value:
+            continue
+        form_scores, note_scores = _scores(name, typed.value), _scores(name, written.value)
+        used = "note" if note_scores > form_scores else "form"
+        readings[name] = written if used == "note" else typed
+        label = NEWS2_PARAMETERS.get(name, name)
+        if form_scores == note_scores:
+            why = "both score the same, so the form's value is used"
+        else:
+            higher, lower = max(form_scores, note_scores), min(form_scores, note_scores)
+            why = (
+                f"the {used}'s value is used because it scores higher "
+                f"(NEWS2 {higher[0]} vs {lower[0]}, qSOFA {higher[1]} vs {lower[1]})"
+            )
+        conflicts.append(
+            FormNoteConflict(
+                parameter=name,
+                label=label,
+                form=_shown(name, typed),
+                note=written.text,
+                used=used,
+                reason=f"Form {_shown(name, typed)} and note '{written.text}' differ; {why}",
+            )
+        )
+    conflicts.extend(_demographic_conflicts(facts, form))
+    return VitalSigns(**readings, rejected=merged.rejected), conflicts
+
+
+def _demographic_conflicts(facts: NoteFacts, form: Vitals) -> list[FormNoteConflict]:
+    conflicts: list[FormNoteConflict] = []
+    if form.age is not None and facts.age is not None and float(form.age) != facts.age.value:
+        conflicts.append(
+            FormNoteConflict(
+                parameter="age",
+                label="age",
+                form=str(form.age),
+                note=facts.age.text,
+                reason=f"Form age {form.age} and note '{facts.age.text}' differ",
+            )
+        )
+    typed_sex = sex_letter(form.sex) if form.sex else None
+    if typed_sex is not None and facts.sex is not None and typed_sex != facts.sex.value:
+        conflicts.append(
+            FormNoteConflict(
+                parameter="sex",
+                label="sex",
+                form=typed_sex,
+                note=facts.sex.text,
+                reason=f"Form sex {typed_sex} and note '{facts.sex.text}' differ",
+            )
+        )
+    return conflicts
+
+
+def risk_from_note(note: str | NoteFacts, form: Vitals | None) -> Risk:
+    """The risk step of a run: vitals read from the note, the form's values on top, then scored.
+
+    `note` is the note's text or the request's `NoteFacts`; text is read with `read_note`.
+    Where form and note disagree, the reading that scores higher is scored; each
+    disagreement is in `Risk.conflicts` and its reason in `Risk.reasons`.
+    """
+    facts = note if isinstance(note, NoteFacts) else read_note(note)
+    vitals, conflicts = merge_form(facts, form)
+    risk = score_risk(vitals)
+    risk.conflicts = conflicts
+    risk.reasons.extend(conflict.reason for conflict in conflicts)
+    return risk
 
 
 def final_risk_level(risk: Risk, model_level: RiskLevel | None) -> tuple[RiskLevel, list[str]]:

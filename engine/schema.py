@@ -107,6 +107,17 @@ class Qsofa(BaseModel):
     missing: list[str] = Field(default_factory=list)
 
 
+class FormNoteConflict(BaseModel):
+    """A vital sign, age or sex typed in the form that differs from the note."""
+
+    parameter: str  # "respiratory_rate", ..., "age", "sex"
+    label: str  # as a clinician reads it: "RR", "age"
+    form: str  # the form's value, as shown
+    note: str  # the note's value, as shown (its text)
+    used: Literal["note", "form"] | None = None  # the reading scored; None for age and sex
+    reason: str = ""
+
+
 class Risk(BaseModel):
     news2: News2 = Field(default_factory=News2)
     qsofa: Qsofa = Field(default_factory=Qsofa)
@@ -114,6 +125,7 @@ class Risk(BaseModel):
     rule_level: RiskLevel | None = None
     model_level: RiskLevel | None = None
     reasons: list[str] = Field(default_factory=list)
+    conflicts: list[FormNoteConflict] = Field(default_factory=list)  # form and note disagree
 
 
 SafetyKind = Literal[
@@ -126,6 +138,11 @@ SafetyKind = Literal[
     "incomplete",
     "note-truncated",
     "demo-model",
+    "unsupported-result",
+    "advice-contradicts-risk",
+    "form-note-conflict",
+    "repetition",
+    "image-refused",
 ]
 
 

@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from engine import wire
-from engine.prompts import FittedNote, build_messages, fit_note
+from engine.prompts import NOTE_SLOT, FittedNote, build_messages, fit_note, frame_note, split_frame
 
 if TYPE_CHECKING:
     from models.llm import LlamaRuntime, LoadSpec
@@ -279,5 +279,8 @@ def _prepare_prompt(runtime: LlamaRuntime, job: wire.Job) -> tuple[list[int], Fi
         lambda text: runtime.tokenize(text, special=False, add_bos=False),
         runtime.detokenize,
     )
-    prompt = runtime.format_prompt(build_messages(fitted.text, job.context, job.mode))
-    return runtime.tokenize(prompt), fitted
+    # The frame is tokenized with its special tokens (turn markers, BOS); the note never is,
+    # so no text in a note can become a control token of the model's vocabulary.
+    before, after = split_frame(runtime.format_prompt(build_messages(NOTE_SLOT, job.context, job.mode)))
+    note_tokens = runtime.tokenize(frame_note(fitted.text), special=False, add_bos=False)
+    return runtime.tokenize(before) + note_tokens + runtime.tokenize(after, add_bos=False), fitted
