@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 
@@ -81,9 +82,14 @@ def test_history_migrates_from_version_one(tmp_path):
         ("2025-01-01T00:00:00", "old note", "High", "s", _assessment().model_dump_json()),
     )
     connection.commit()
-    assert migrate(connection) == 2
+    assert migrate(connection) == len(MIGRATIONS)
     history = History(tmp_path / "old.sqlite3")
     assert history.recent()[0].note == "old note" and history.recent()[0].timings == {}
+    # the assessment kept before the audit trail is now a sealed, completed run with its note's hash
+    run = history.runs()[0]
+    assert run.status == "completed" and run.seq == 1
+    assert run.note_sha256 == hashlib.sha256(b"old note").hexdigest()
+    assert history.verify().intact
 
 
 def test_export_writes_json_and_markdown_with_the_disclaimer():

@@ -95,7 +95,7 @@ class MedGemmaApp(App[int]):
         if self.start_engine:
             from engine import Engine
 
-            self.engine = Engine(self.settings)
+            self.engine = Engine(self.settings, origin="app")
         yield CaseView(self.engine, restore_draft=self.restore_draft, id="case-view")
         yield Disclaimer()
         yield StatusBar(id="status")

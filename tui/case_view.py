@@ -291,6 +291,7 @@ class CaseView(Widget):
             stream.flush()
             self.running = False
             self._restore_note()
+            self._warn_if_not_recorded()
 
     def _begin(self, request: AnalysisRequest) -> None:
         self._analysed_note = request.note
@@ -392,7 +393,11 @@ class CaseView(Widget):
         result = CaseResult(event.assessment, request, self._image_error)
         self._show_result(result)
         self.outcome = "done"
-        self._save_history(result, event)
+
+    def _warn_if_not_recorded(self) -> None:
+        """The engine records every run in the history; say so when it could not."""
+        if self.engine is not None and self.engine.audit.problem:
+            self.notify(self.engine.audit.problem, title="History not saved", severity="warning")
 
     def _show_result(self, result: CaseResult) -> None:
         self.result = result
@@ -443,24 +448,10 @@ class CaseView(Widget):
 
     def open_history(self) -> History:
         if self._history is None:
-            from engine import History
+            from engine import open_history
 
-            self._history = History()
+            self._history = open_history()  # the config's retention applies
         return self._history
-
-    @work(thread=True, group="history", exit_on_error=False)
-    def _save_history(self, result: CaseResult, event: Finished) -> None:
-        try:
-            self.open_history().add(
-                result.request.note,
-                result.assessment,
-                image_path=result.request.image_path,
-                vitals=result.vitals,
-                model=event.model.name if event.model else "",
-                timings=event.timings.to_dict(),
-            )
-        except Exception as exc:  # noqa: BLE001 - a history failure is reported, not fatal
-            self.app.call_from_thread(self.notify, f"History not saved: {exc}", severity="warning")
 
     def reopen(self, entry: HistoryEntry) -> None:
         """Put a past case back: note, image path and vitals in the editor and form, its result on the card."""
