@@ -208,11 +208,12 @@ class RunRecorder:
     # --- writing -----------------------------------------------------------------
 
     def _flush_soon(self) -> None:
-        if time.monotonic() - self._flushed_at >= FLUSH_INTERVAL_S:
+        waited = time.monotonic() - self._flushed_at
+        if waited >= FLUSH_INTERVAL_S:
             self.flush()
-        elif self._flush_timer is None:
+        elif self._flush_timer is None:  # text that waits is written within a second of the last write
             loop = asyncio.get_running_loop()
-            self._flush_timer = loop.call_later(FLUSH_INTERVAL_S, self.flush)
+            self._flush_timer = loop.call_later(FLUSH_INTERVAL_S - waited, self.flush)
 
     def flush(self) -> None:
         """Append the text that arrived since the last write."""
