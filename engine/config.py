@@ -66,7 +66,7 @@ class FileConfig(BaseModel):
 
 
 # Top-level keys of the config file that belong to the front ends, which validate them.
-FRONT_END_KEYS = frozenset({"theme", "keys", "low_bandwidth"})
+FRONT_END_KEYS = frozenset({"theme", "keys", "low_bandwidth", "idle_lock_minutes"})
 
 
 def config_path() -> Path:
