@@ -114,7 +114,7 @@ def _usable_dir(path: Path, what: str) -> Path:
     if path.exists() and not path.is_dir():
         raise DataDirError(f"the {what} {path} is a file, not a folder; set {ENV_DATA_DIR} to a folder")
     try:
-        private_dir(path)  # 0700: the notes in it are nobody else's business
+        private_dir(path, tighten=True)  # 0700: the notes in it are nobody else's business
     except OSError as exc:
         raise DataDirError(
             f"the {what} {path} cannot be created ({exc.strerror or exc}); set {ENV_DATA_DIR} to a folder you can write"

@@ -18,12 +18,18 @@ PRIVATE_DIR_MODE = 0o700
 SHARED_BITS = 0o077  # what group and other users could do
 
 
-def private_dir(path: Path) -> Path:
-    """Make `path` (and any missing parents) as folders only the owner can enter."""
+def private_dir(path: Path, *, tighten: bool = False) -> Path:
+    """Make `path` (and any missing parents) as folders only the owner can enter.
+
+    A folder that already exists is left as it is unless `tighten` is set: the
+    app's own folders are tightened, a folder the user names for an export is not.
+    """
     missing = [folder for folder in (path, *path.parents) if not folder.exists()]
     path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-    for folder in (path, *missing):
-        make_private(folder)
+    for folder in missing:
+        make_private(folder)  # mkdir's mode is filtered by the umask; this is not
+    if tighten:
+        make_private(path)
     return path
 
 

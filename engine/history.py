@@ -275,6 +275,7 @@ def connect(path: Path) -> sqlite3.Connection:
     create_private_file(path)  # SQLite gives the -wal and -shm files the same mode
     connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
     connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    connection.execute("PRAGMA secure_delete = ON")  # a purged note is overwritten, not just unlinked
     _use_wal(connection)
     connection.execute("PRAGMA synchronous = NORMAL")
     migrate(connection)
@@ -699,7 +700,7 @@ def export_assessment(
     image_error: str | None = None,
 ) -> tuple[Path, Path]:
     """Write `<stamp>.json` and `<stamp>.md` under `exports/`; returns both paths."""
-    directory = private_dir(directory or exports_dir())
+    directory = private_dir(directory) if directory else exports_dir()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = directory / f"assessment-{stamp}"
     suffix = 1
@@ -723,12 +724,12 @@ def export_assessment(
 
 
 def exports_dir() -> Path:
-    return data_dir() / "exports"
+    return private_dir(data_dir() / "exports", tighten=True)
 
 
 def purge_exports(before: datetime | None = None, directory: Path | None = None) -> int:
     """Delete exported files written before `before` (all when None); returns how many."""
-    directory = directory or exports_dir()
+    directory = directory or data_dir() / "exports"
     if not directory.is_dir():
         return 0
     cutoff = before.timestamp() if before is not None else None
