@@ -27,7 +27,7 @@ from typing import Any
 from engine.config import ConfigError, Settings, cache_dir, load_file_config
 from engine.events import AnalysisRequest, Cancelled, Event, Failed, Finished, ModelLoaded, Token
 from engine.files import atomic_write_text
-from engine.history import History
+from engine.history import History, Status
 from engine.prompts import PROMPT_VERSION
 from models.info import ModelInfo
 
@@ -225,7 +225,7 @@ class RunRecorder:
             text, self._pending = "".join(self._pending), []
             self._write(self._append, text)
 
-    def _end(self, status: Any, *, text: str | None = None, **details: Any) -> None:
+    def _end(self, status: Status, *, text: str | None = None, **details: Any) -> None:
         self.flush()
         self._ended = True
         self._write(self._finish, status, text, details)
@@ -238,7 +238,7 @@ class RunRecorder:
         assert self.history is not None and self.run_id is not None
         self.history.set_model(self.run_id, info.name, info.path, _model_sha256_or_none(Path(info.path)))
 
-    def _finish(self, status: Any, text: str | None, details: dict[str, Any]) -> None:
+    def _finish(self, status: Status, text: str | None, details: dict[str, Any]) -> None:
         assert self.history is not None and self.run_id is not None
         self.history.finish_run(self.run_id, status, streamed_text=text or None, **details)
 
