@@ -61,6 +61,7 @@ if TYPE_CHECKING:
         HistoryEntry,
         RunRecord,
         export_assessment,
+        exports_dir,
         handoff_markdown,
         purge_exports,
     )
@@ -129,6 +130,7 @@ _SOURCES: dict[str, str] = {
     "ChainReport": "engine.history",
     "open_history": "engine.audit",
     "purge_exports": "engine.history",
+    "exports_dir": "engine.history",
     "export_assessment": "engine.history",
     "handoff_markdown": "engine.history",
     "Case": "engine.report",
@@ -198,6 +200,7 @@ __all__ = [
     "data_dir",
     "data_dir_problem",
     "export_assessment",
+    "exports_dir",
     "gather_facts",
     "handoff_markdown",
     "neutralise",

@@ -26,6 +26,7 @@ from engine import (
     History,
     RunRecord,
     atomic_write_text,
+    exports_dir,
     handoff_markdown,
     neutralise,
     open_history,
@@ -141,8 +142,6 @@ def _show(history: History, run_id: int) -> int:
 
 
 def _export(history: History, run_id: int, form: str, folder: Path | None) -> int:
-    from engine.history import exports_dir
-
     run = _find(history, run_id)
     if run is None:
         return EXIT_BAD_INPUT
