@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.config import (
     ENV_MODEL,
+    ConfigError,
     Settings,
     cache_dir,
     cache_dir_path,
@@ -119,6 +120,12 @@ class DoctorFacts:
 
 
 def gather_facts(settings: Settings) -> DoctorFacts:
+    problem = data_dir_problem()  # like every start, this makes the app's own folders private
+    if problem is None:
+        try:
+            cache_dir()
+        except ConfigError:
+            pass  # the language model's facts say why the cache cannot be used
     return DoctorFacts(
         software=software_facts(),
         hardware=hardware_facts(settings),
@@ -127,7 +134,7 @@ def gather_facts(settings: Settings) -> DoctorFacts:
             config_path().exists(),
             data_dir_path(),
             cache_dir_path(),
-            data_dir_problem(),
+            problem,
             shared_paths(data_dir_path(), cache_dir_path()),  # the config file is the user's own
         ),
         language_model=model_file_facts(settings),
