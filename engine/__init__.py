@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from engine.audit import open_history
     from engine.config import (
         FRONT_END_KEYS,
         ConfigError,
@@ -54,7 +55,16 @@ if TYPE_CHECKING:
         Vitals,
     )
     from engine.files import atomic_write_text
-    from engine.history import History, HistoryEntry, export_assessment, handoff_markdown
+    from engine.history import (
+        ChainReport,
+        History,
+        HistoryEntry,
+        RunRecord,
+        export_assessment,
+        exports_dir,
+        handoff_markdown,
+        purge_exports,
+    )
     from engine.imaging import check_image, preview_thumbnail
     from engine.notefacts import NoteFacts, read_note
     from engine.preview import preview_risk
@@ -121,6 +131,12 @@ _SOURCES: dict[str, str] = {
     # history, export and the one report renderer
     "History": "engine.history",
     "HistoryEntry": "engine.history",
+    # the audit trail: every run recorded, the chain that shows nothing was changed, purging
+    "RunRecord": "engine.history",
+    "ChainReport": "engine.history",
+    "open_history": "engine.audit",
+    "purge_exports": "engine.history",
+    "exports_dir": "engine.history",
     "export_assessment": "engine.history",
     "handoff_markdown": "engine.history",
     "Case": "engine.report",
@@ -150,6 +166,7 @@ __all__ = [
     "Assessment",
     "Cancelled",
     "Case",
+    "ChainReport",
     "ConfigError",
     "DoctorFacts",
     "Engine",
@@ -176,6 +193,7 @@ __all__ = [
     "PromptPrepared",
     "Risk",
     "RiskScored",
+    "RunRecord",
     "SafetyFlag",
     "Settings",
     "SoftwareFacts",
@@ -189,10 +207,13 @@ __all__ = [
     "data_dir",
     "data_dir_problem",
     "export_assessment",
+    "exports_dir",
     "gather_facts",
     "handoff_markdown",
     "neutralise",
+    "open_history",
     "preview_risk",
+    "purge_exports",
     "preview_thumbnail",
     "read_note",
     "read_config_table",

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.files import private_dir
 
 APP_NAME = "medgemma-tui"
 ENV_MODEL = "MEDGEMMA_TUI_MODEL"
@@ -59,10 +61,12 @@ class FileConfig(BaseModel):
     gpu_layers: str | int | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    # keep the history of runs this many days; older records are purged on start (None: keep all)
+    history_days: int | None = Field(default=None, ge=1)
 
 
 # Top-level keys of the config file that belong to the front ends, which validate them.
-FRONT_END_KEYS = frozenset({"theme", "keys", "low_bandwidth"})
+FRONT_END_KEYS = frozenset({"theme", "keys", "low_bandwidth", "idle_lock_minutes"})
 
 
 def config_path() -> Path:
@@ -110,7 +114,7 @@ def _usable_dir(path: Path, what: str) -> Path:
     if path.exists() and not path.is_dir():
         raise DataDirError(f"the {what} {path} is a file, not a folder; set {ENV_DATA_DIR} to a folder")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path, tighten=True)  # 0700: the notes in it are nobody else's business
     except OSError as exc:
         raise DataDirError(
             f"the {what} {path} cannot be created ({exc.strerror or exc}); set {ENV_DATA_DIR} to a folder you can write"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import stat
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -18,6 +19,7 @@ from typing import Any
 
 from engine.config import (
     ENV_MODEL,
+    ConfigError,
     Settings,
     cache_dir,
     cache_dir_path,
@@ -25,6 +27,7 @@ from engine.config import (
     data_dir_path,
     data_dir_problem,
 )
+from engine.files import SHARED_BITS
 
 REPORTED_PACKAGES = ("llama-cpp-python", "onnxruntime", "textual")
 
@@ -53,6 +56,24 @@ class FileFacts:
     data_dir: Path
     cache_dir: Path
     problem: str | None = None  # why the app cannot keep its files in the data dir
+    # files and folders of the app that other local users could read, with their modes
+    shared: tuple[SharedPath, ...] = ()
+
+    @property
+    def private(self) -> bool:
+        return not self.shared
+
+
+@dataclass(frozen=True, slots=True)
+class SharedPath:
+    """A file or folder of the app whose mode lets other local users in."""
+
+    path: Path
+    mode: int  # the permission bits, e.g. 0o644
+
+    @property
+    def fix(self) -> str:
+        return f"chmod {'700' if self.path.is_dir() else '600'} {self.path}"
 
 
 NETWORK_STATEMENT = (
@@ -95,20 +116,49 @@ class DoctorFacts:
     @property
     def problems(self) -> int:
         parts = (self.files, self.language_model, self.image_model)
-        return sum(part.problem is not None for part in parts)
+        return sum(part.problem is not None for part in parts) + (not self.files.private)
 
 
 def gather_facts(settings: Settings) -> DoctorFacts:
+    problem = data_dir_problem()  # like every start, this makes the app's own folders private
+    if problem is None:
+        try:
+            cache_dir()
+        except ConfigError:
+            pass  # the language model's facts say why the cache cannot be used
     return DoctorFacts(
         software=software_facts(),
         hardware=hardware_facts(settings),
         files=FileFacts(
-            config_path(), config_path().exists(), data_dir_path(), cache_dir_path(), data_dir_problem()
+            config_path(),
+            config_path().exists(),
+            data_dir_path(),
+            cache_dir_path(),
+            problem,
+            shared_paths(data_dir_path(), cache_dir_path()),  # the config file is the user's own
         ),
         language_model=model_file_facts(settings),
         image_model=image_model_facts(settings),
         over_ssh=bool(os.environ.get("SSH_CONNECTION")),
     )
+
+
+def shared_paths(*roots: Path) -> tuple[SharedPath, ...]:
+    """Everything under the app's folders that group or other users may read."""
+    found: dict[Path, SharedPath] = {}
+    for root in roots:
+        candidates = [root, *sorted(root.rglob("*"))] if root.is_dir() else [root]
+        for path in candidates:
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                continue
+            mode = stat.S_IMODE(info.st_mode)
+            if mode & SHARED_BITS:
+                found[path] = SharedPath(path, mode)
+    return tuple(found.values())
 
 
 def software_facts() -> SoftwareFacts:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from engine import assessment as assessment_builder
 from engine import wire
+from engine.audit import AuditTrail
 from engine.backend import LocalWorkerBackend, ModelBackend
 from engine.config import Settings, cache_dir
 from engine.events import (
@@ -54,8 +55,17 @@ MAX_NOTE_CHARS = 200_000
 
 
 class Engine:
-    def __init__(self, settings: Settings | None = None, backend: ModelBackend | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        backend: ModelBackend | None = None,
+        *,
+        origin: str = "engine",
+        record: bool = True,
+    ) -> None:
         self.settings = settings or Settings.resolve()
+        # every run is recorded in the history store; `origin` names the front end in the record
+        self.audit = AuditTrail(self.settings, origin, enabled=record)
         self._backend: ModelBackend = backend if backend is not None else LocalWorkerBackend()
         self._load_lock = asyncio.Lock()
         self._run_lock = asyncio.Lock()
@@ -127,18 +137,25 @@ class Engine:
             yield Failed(problem, "bad-input")
             return
         self._open_requests.add(request.id)
+        record = await self.audit.begin(request, self._backend.info)
         try:
-            if self._run_lock.locked():
-                yield PhaseChanged("queued")
-            async with self._run_lock:
-                if request.id in self._cancelled_requests:
-                    yield Cancelled("", None)
-                    return
-                async for event in self._serve(request):
-                    yield event
+            async for event in self._serve_in_turn(request):
+                record.see(event)
+                yield event
         finally:
+            record.close()
             self._open_requests.discard(request.id)
             self._cancelled_requests.discard(request.id)
+
+    async def _serve_in_turn(self, request: AnalysisRequest) -> AsyncIterator[Event]:
+        if self._run_lock.locked():
+            yield PhaseChanged("queued")
+        async with self._run_lock:
+            if request.id in self._cancelled_requests:
+                yield Cancelled("", None)
+                return
+            async for event in self._serve(request):
+                yield event
 
     async def _serve(self, request: AnalysisRequest) -> AsyncIterator[Event]:
         started = time.perf_counter()
@@ -258,6 +275,7 @@ class Engine:
 
     async def close(self) -> None:
         await self._backend.close()
+        self.audit.close()
 
 
 def _field_events(fields: JsonFieldStream, text: str) -> list[Event]:

@@ -25,6 +25,7 @@ class Action:
     # Priority keys work whatever has focus: no widget's own key (e.g. the
     # note editor's redo on ctrl+y) can take them first.
     priority: bool = False
+    in_footer: bool = True  # False: in the help and the palette only
 
 
 ACTIONS: tuple[Action, ...] = (
@@ -92,6 +93,25 @@ ACTIONS: tuple[Action, ...] = (
         "Show evidence",
         "Move to the findings; each selects its evidence",
     ),
+    Action(
+        "discard_draft",
+        "discard_draft",
+        "f4",
+        "Discard draft",
+        "Discard the draft restored at start (someone else's note on a shared PC), without asking",
+        "Discard restored draft",
+        "Clear the note, image and vitals restored from the last session",
+    ),
+    Action(
+        "lock",
+        "lock",
+        "f9",
+        "Lock",
+        "Lock the screen now: the case is hidden until a key is pressed",
+        "Lock screen",
+        "Hide the case until a key is pressed",
+        in_footer=False,
+    ),
     Action("help", "help", "f1", "Help", "This help", "Help", "Keys and how to read the result"),
     # Textual's palette already offers quitting.
     Action("quit", "quit", "ctrl+q", "Quit", "Quit (the draft is kept)", priority=True),
@@ -103,7 +123,14 @@ PALETTE_HELP_ROW = "| `ctrl+p` | Command palette: every action by name, themes |
 def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
     """The app's BINDINGS (typed as Textual's `App.BINDINGS`)."""
     return [
-        Binding(action.key, action.method, action.footer, id=action.id, priority=action.priority)
+        Binding(
+            action.key,
+            action.method,
+            action.footer,
+            show=action.in_footer,
+            id=action.id,
+            priority=action.priority,
+        )
         for action in ACTIONS
     ]
 

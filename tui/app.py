@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from rich.color import ColorSystem
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.css.query import NoMatches
 from textual.screen import Screen
@@ -29,7 +29,7 @@ from tui import actions
 from tui.case_view import CaseView, Speed
 from tui.messages import ModelReady
 from tui.preferences import Preferences, load_preferences
-from tui.screens import HELP_INTRO, HELP_OUTRO, HelpScreen, HistoryScreen
+from tui.screens import HELP_INTRO, HELP_OUTRO, HelpScreen, HistoryScreen, LockScreen
 from tui.widgets.result_card import Disclaimer
 from tui.widgets.status_bar import StatusBar, process_tree_rss_mb
 
@@ -41,6 +41,8 @@ LOADING_TICK_S = 0.5
 EXIT_BAD_CONFIG = 2  # the command line's exit code for bad input
 # Over a slow link the stream redraws at most this often (the default is StreamView's own).
 LOW_BANDWIDTH_REDRAWS_PER_S = 4
+IDLE_CHECK_S = 5.0  # how often the idle lock looks at the time since the last key
+DRAFT_NOTICE_S = 20  # the restored draft's notice stays long enough to be read
 
 
 class MedGemmaApp(App[int]):
@@ -82,6 +84,7 @@ class MedGemmaApp(App[int]):
         self.engine: Engine | None = None
         self._load_started = 0.0
         self._loading_timer: Timer | None = None
+        self._last_input_at = time.monotonic()
         if self.preferences.keys:
             self.set_keymap(self.preferences.keys)
 
@@ -95,7 +98,7 @@ class MedGemmaApp(App[int]):
         if self.start_engine:
             from engine import Engine
 
-            self.engine = Engine(self.settings)
+            self.engine = Engine(self.settings, origin="app")
         yield CaseView(self.engine, restore_draft=self.restore_draft, id="case-view")
         yield Disclaimer()
         yield StatusBar(id="status")
@@ -110,12 +113,27 @@ class MedGemmaApp(App[int]):
         case.focus_note()
         self.watch(case, "phase", status.set_phase, init=False)
         self.watch(case, "speed", self._show_speed, init=False)
-        for state in ("running", "result"):
+        for state in ("running", "result", "restored_draft"):
             self.watch(case, state, lambda _: self.refresh_bindings(), init=False)
         if self.engine is not None:
             self.load_model()
         if self.show_memory:
             self.set_interval(MEMORY_REFRESH_S, self._refresh_memory)
+        self._announce_restored_draft()
+        if self.preferences.idle_lock_minutes:
+            self.set_interval(IDLE_CHECK_S, self._lock_when_idle)
+
+    def _announce_restored_draft(self) -> None:
+        """On a shared PC the draft may be someone else's: say what it is, how old, and how to drop it."""
+        draft = self.case.restored_draft
+        if draft is None:
+            return
+        key = self._keymap.get("discard_draft", "f4").split(",")[0].upper()
+        self.notify(
+            f"Restored the draft saved {draft.age_text()}: {', '.join(draft.contents())}. {key} discards it.",
+            title="Draft restored",
+            timeout=DRAFT_NOTICE_S,
+        )
 
     def _show_speed(self, speed: Speed | None) -> None:
         if speed is not None:
@@ -170,10 +188,34 @@ class MedGemmaApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # False hides a key from the footer while its action cannot apply, so the
         # footer lists what can be done now and still fits 80 columns.
+        if isinstance(self.screen, LockScreen):
+            return False  # every key unlocks; none acts on the hidden case
         try:
             return self.case.allows(action)
         except NoMatches:  # before compose or while closing: nothing to hide
             return True
+
+    def action_discard_draft(self) -> None:
+        self.case.discard_restored_draft()
+
+    def action_lock(self) -> None:
+        if not isinstance(self.screen, LockScreen):
+            self.push_screen(LockScreen(), lambda _: self._input_seen())
+
+    # --- the idle lock (a shared clinic PC) ---------------------------------------
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown | events.MouseScrollDown | events.MouseScrollUp):
+            self._input_seen()
+        await super().on_event(event)
+
+    def _input_seen(self) -> None:
+        self._last_input_at = time.monotonic()
+
+    def _lock_when_idle(self) -> None:
+        minutes = self.preferences.idle_lock_minutes
+        if minutes and time.monotonic() - self._last_input_at >= minutes * 60:
+            self.action_lock()
 
     def action_run(self) -> None:
         self.case.run_assessment()

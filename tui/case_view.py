@@ -182,6 +182,8 @@ class CaseView(Widget):
     outcome: var[Outcome] = var("", init=False)  # how the last run ended
     speed: var[Speed | None] = var(None, init=False)  # from the token events, SPEED_UPDATES_PER_S at most
     model_ready: var[bool] = var(False, init=False)
+    # a draft from the last session, until it is edited, run or discarded (F4)
+    restored_draft: var[Draft | None] = var(None, init=False)
 
     def __init__(self, engine: Engine | None, *, restore_draft: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -205,6 +207,7 @@ class CaseView(Widget):
     def compose(self) -> ComposeResult:
         draft = load_draft() if self.restore_draft else Draft()
         self._restored_form = draft.form
+        self.restored_draft = None if draft.is_empty() else draft
         with Horizontal(id="main"):
             with Vertical(id="case"):
                 yield NoteEditor(draft.note, id="note")
@@ -243,6 +246,8 @@ class CaseView(Widget):
         """Whether a case action applies now (the footer hides it otherwise)."""
         if action in ("run", "new_case"):
             return not self.running
+        if action == "discard_draft":
+            return self.restored_draft is not None and not self.running
         if action == "cancel":
             return self.running
         if action in ("export", "copy_result"):
@@ -291,8 +296,10 @@ class CaseView(Widget):
             stream.flush()
             self.running = False
             self._restore_note()
+            self._warn_if_not_recorded()
 
     def _begin(self, request: AnalysisRequest) -> None:
+        self.restored_draft = None  # run: it is this clinician's case now
         self._analysed_note = request.note
         self.last_error = None
         self._stream_section = None
@@ -392,7 +399,11 @@ class CaseView(Widget):
         result = CaseResult(event.assessment, request, self._image_error)
         self._show_result(result)
         self.outcome = "done"
-        self._save_history(result, event)
+
+    def _warn_if_not_recorded(self) -> None:
+        """The engine records every run in the history; say so when it could not."""
+        if self.engine is not None and self.engine.audit.problem:
+            self.notify(self.engine.audit.problem, title="History not saved", severity="warning")
 
     def _show_result(self, result: CaseResult) -> None:
         self.result = result
@@ -443,24 +454,10 @@ class CaseView(Widget):
 
     def open_history(self) -> History:
         if self._history is None:
-            from engine import History
+            from engine import open_history
 
-            self._history = History()
+            self._history = open_history()  # the config's retention applies
         return self._history
-
-    @work(thread=True, group="history", exit_on_error=False)
-    def _save_history(self, result: CaseResult, event: Finished) -> None:
-        try:
-            self.open_history().add(
-                result.request.note,
-                result.assessment,
-                image_path=result.request.image_path,
-                vitals=result.vitals,
-                model=event.model.name if event.model else "",
-                timings=event.timings.to_dict(),
-            )
-        except Exception as exc:  # noqa: BLE001 - a history failure is reported, not fatal
-            self.app.call_from_thread(self.notify, f"History not saved: {exc}", severity="warning")
 
     def reopen(self, entry: HistoryEntry) -> None:
         """Put a past case back: note, image path and vitals in the editor and form, its result on the card."""
@@ -509,6 +506,8 @@ class CaseView(Widget):
 
     @on(TextArea.Changed, "#note")
     def _note_changed(self) -> None:
+        if self.restored_draft is not None and self.query_one(NoteEditor).text != self.restored_draft.note:
+            self.restored_draft = None  # the clinician works on it now: F4 no longer discards it
         self._schedule_draft_save()
         self._schedule_live_risk()
 
@@ -640,11 +639,26 @@ class CaseView(Widget):
         unassessed = self.query_one(NoteEditor).text.strip() and self.result is None
         if unassessed and now - self._new_case_armed_at > NEW_CASE_CONFIRM_S:
             self._new_case_armed_at = now
+            what = " and ".join(self.current_draft().contents())
             self.notify(
-                "This note has not been assessed. Press Ctrl+N again to clear it.", severity="warning"
+                f"This note has not been assessed. Press Ctrl+N again to discard {what}.",
+                severity="warning",
             )
             return
         self._new_case_armed_at = 0.0
+        self.clear_case()
+
+    def discard_restored_draft(self) -> None:
+        """F4: the draft left by the last session goes, without asking (it was announced)."""
+        if self.restored_draft is None or self.running:
+            return
+        discarded = ", ".join(self.restored_draft.contents())
+        self.clear_case()
+        self.notify(f"Discarded the restored draft: {discarded}.", timeout=5)
+
+    def clear_case(self) -> None:
+        """An empty case: note, image path, vitals, stream and card cleared, and the draft on disk too."""
+        self.restored_draft = None
         self.result = None
         self.outcome = ""
         self.phase = ""

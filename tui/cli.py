@@ -42,6 +42,7 @@ from engine import (
     Token,
     data_dir_problem,
 )
+from tui.history_command import add_history_parser
 
 if TYPE_CHECKING:
     from engine import Engine
@@ -93,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_tool(command, tool_args, prog=parser.prog)
     if tool_args:
         parser.error(f"unrecognized arguments: {' '.join(tool_args)}")
+    if command == "history":
+        from tui.history_command import run_history
+
+        return run_history(args)
     if command in ("analyze", "demo"):
         _stop_quietly_on_signals()
     try:
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             print(f"medgemma-tui: cannot read the examples: {_one_line(exc)}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        return _run_headless(settings, requests, args.json)
+        return _run_headless(settings, requests, args.json, origin="demo")
     parser.error(f"unknown command {command}")  # exits with status 2 (EXIT_BAD_INPUT)
 
 
@@ -191,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", parents=[common, generation], help="stream the bundled example cases")
     demo.add_argument("--examples", type=Path, default=EXAMPLES_DIR, help="folder of example case JSON files")
     commands.add_parser("doctor", parents=[common], help="check the installation, hardware and model files")
+    add_history_parser(commands)
 
     for tool in TOOLS.values():
         # the tool parses its own arguments when it runs, so its modules load only then
@@ -256,17 +262,21 @@ def _signal_name(signum: int) -> str:
     return SIGNAL_NAMES.get(signum, signal.Signals(signum).name)
 
 
-def _run_headless(settings: Settings, requests: list[AnalysisRequest], json_mode: bool) -> int:
-    status = asyncio.run(_analyze(settings, requests, json_mode))
+def _run_headless(
+    settings: Settings, requests: list[AnalysisRequest], json_mode: bool, origin: str = "analyze"
+) -> int:
+    status = asyncio.run(_analyze(settings, requests, json_mode, origin))
     _stop_quietly_on_signals()  # the loop gave the signals back to Python's defaults
     return status
 
 
-async def _analyze(settings: Settings, requests: list[AnalysisRequest], json_mode: bool) -> int:
+async def _analyze(
+    settings: Settings, requests: list[AnalysisRequest], json_mode: bool, origin: str = "analyze"
+) -> int:
     from engine import Engine
 
     out = Output(json_mode)
-    engine = Engine(settings)
+    engine = Engine(settings, origin=origin)  # the engine records every run in the history
     stopped_by: list[int] = []  # the stop signal received, if any
 
     def on_stop(signum: int) -> None:
@@ -293,6 +303,8 @@ async def _analyze(settings: Settings, requests: list[AnalysisRequest], json_mod
                 break
     finally:
         await engine.close()  # the signal handlers stay until the worker is stopped
+    if engine.audit.problem:
+        out.note(f"warning: {engine.audit.problem}")
     if stopped_by:
         status = 128 + stopped_by[0]
         if not results or results[-1].get("complete", True):  # stopped between cases

@@ -22,6 +22,9 @@ This session runs over SSH. On a slow link (mobile, satellite), start the app wi
 for fewer redraws, no image preview or animations, and 16 colours."""
 
 
+SHOWN_SHARED_PATHS = 10
+
+
 def run_doctor(settings: Settings) -> int:
     facts = gather_facts(settings)
     print_facts(facts)
@@ -54,6 +57,18 @@ def print_facts(facts: DoctorFacts) -> None:
     row("config file", f"{files.config_path} ({'present' if files.config_present else 'absent'})")
     row("data dir", f"PROBLEM: {files.problem}" if files.problem else str(files.data_dir))
     row("cache dir", str(files.cache_dir))
+    if files.private:
+        row("permissions", "private: only you can read the app's files (folders 0700, files 0600)")
+    else:
+        row("permissions", f"PROBLEM: {len(files.shared)} path(s) other local users can read")
+        for shared in files.shared[:SHOWN_SHARED_PATHS]:
+            row(f"  {shared.mode:04o}", str(shared.path))
+        if len(files.shared) > SHOWN_SHARED_PATHS:
+            row("  ...", f"and {len(files.shared) - SHOWN_SHARED_PATHS} more")
+        roots = " ".join(
+            str(path) for path in dict.fromkeys((files.data_dir, files.cache_dir)) if path.exists()
+        )
+        print(f"  fix with: chmod -R go-rwx {roots}")
 
     section("Network")
     row("connections", facts.network)

@@ -5,6 +5,7 @@ keys the engine leaves to its front ends (`engine.config.FRONT_END_KEYS`):
 
     theme = "light"          # or any Textual theme name, e.g. "textual-dark"
     low_bandwidth = true     # for slow SSH links (as --low-bandwidth)
+    idle_lock_minutes = 5    # a shared PC: hide the case after 5 idle minutes (off unless set)
     [keys]
     run = "f5"               # action id (see tui/actions.py) = keys
 """
@@ -27,6 +28,7 @@ class Preferences(BaseModel):
 
     theme: str | None = None
     low_bandwidth: bool = False
+    idle_lock_minutes: int | None = Field(default=None, ge=1)  # None: never lock
     keys: dict[str, str] = Field(default_factory=dict)  # action id -> keys, comma separated
 
     def theme_name(self, available: Collection[str]) -> str | None:

@@ -1,4 +1,5 @@
-"""Modal screens: help and the history of past assessments. Both scroll from the keyboard."""
+"""Screens over the case: help and the history of past assessments (both scroll from the
+keyboard), and the lock screen that hides the case on a shared PC."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Label, Markdown, OptionList
 from textual.widgets.option_list import Option
 
@@ -204,3 +205,33 @@ class HistoryScreen(ModalScreen[HistoryEntry | None]):
 
     def action_choose_entry(self) -> None:
         self.query_one(OptionList).focus()
+
+
+class LockScreen(Screen[None]):
+    """The case hidden, after the idle timeout or F9: a full screen, nothing of the note shows.
+
+    Any key or click returns to the case exactly as it was.
+    """
+
+    DEFAULT_CSS = """
+    LockScreen {
+        align: center middle;
+        background: $background;
+    }
+    LockScreen > Label {
+        width: auto;
+        padding: 1 2;
+        border: round $primary;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Label("Locked: the case is hidden.\nPress any key to continue.", id="lock-message")
+
+    def on_key(self, event: Any) -> None:
+        event.stop()
+        event.prevent_default()
+        self.dismiss()
+
+    def on_click(self) -> None:
+        self.dismiss()
