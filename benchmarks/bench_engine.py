@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import demo_model_path, median, ratio_line  # noqa: E402
+from benchmarks._common import demo_model_path, median, paired_ratio, ratio_line, record  # noqa: E402
 
 PROMPT_NOTE = (
     "67-year-old woman, 3 days of productive cough and pleuritic chest pain. "
@@ -64,7 +64,10 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="one short round, to check the benchmark runs")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.tokens = 1, 16
 
     import llama_cpp
 
@@ -99,6 +102,8 @@ async def main() -> None:
     print(f"median raw {median(raw_speeds):.1f} tok/s · median engine {median(engine_speeds):.1f} tok/s")
     print(f"median parent CPU per engine token: {median(parent_cpu) * 1e6:.0f} µs")
     print(ratio_line("engine ÷ raw decode tok/s", engine_speeds, raw_speeds, "≥ 0.99"))
+    record("engine ÷ raw decode tok/s", paired_ratio(engine_speeds, raw_speeds), "≥ 0.99")
+    record("parent CPU per engine token", median(parent_cpu) * 1e6, "for reference", "µs")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from _common import record  # noqa: E402
 from bench_tui import NOTE, PtyApp, history_rows  # noqa: E402
 
 TYPED_TEXT = "cough and fever for two days"  # 28 characters, as in the original measurement
@@ -160,7 +161,10 @@ def main() -> int:
         "--modes", default="default,low-bandwidth", help="comma separated: default, low-bandwidth"
     )
     parser.add_argument("--probes", type=int, default=20, help="keystrokes timed per link rate (default 20)")
+    parser.add_argument("--quick", action="store_true", help="default mode, few probes, to check it runs")
     args = parser.parse_args()
+    if args.quick:
+        args.modes, args.probes = "default", 3
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     root = Path(tempfile.mkdtemp(prefix="bench-link-"))
     try:
@@ -198,6 +202,9 @@ def main() -> int:
         print(f"{'':38}" + "".join(f"{mode:>16}" for mode in modes))
         for title, key, fmt, goal in rows:
             print(f"{title:38}" + "".join(f"{fmt.format(results[m][key]):>16}" for m in modes) + f"   {goal}")
+        for mode in modes:
+            for title, key, _fmt, goal in rows:
+                record(f"{title} ({mode})", results[mode][key], goal.removeprefix("goal ").strip())
         tokens = ", ".join(f"{mode} {results[mode]['tokens']:.0f}" for mode in modes)
         print(f"tokens in the case run: {tokens}")
         print(f"load average after: {os.getloadavg()[0]:.2f}")

@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import record  # noqa: E402
 from models.export_vision import export_vision, synthetic_images  # noqa: E402
 from models.vision import VisionModel, preprocess  # noqa: E402
 
@@ -78,7 +79,10 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-torch", action="store_true", help="skip the open_clip/torch comparison")
+    ap.add_argument("--quick", action="store_true", help="two iterations, to check the benchmark runs")
     args = ap.parse_args()
+    if args.quick:
+        args.iters = 2
 
     torch_model = None
     if not args.no_torch or args.model_dir is None:
@@ -191,6 +195,9 @@ def main() -> int:
         f"top-1 agreement {agree:.2f}; at export: cosine min {fid.get('cosine_min')}, "
         f"top-1 {fid.get('top1_agreement')}"
     )
+    record("INT8 ÷ FP32 image model speed", _ms(t32) / _ms(t8), "≥ 2.0")
+    worst = max(files, key=lambda f: _ms(e2e[f.name]))
+    record(f"file to findings ÷ bare model, {worst.name}", _ms(e2e[worst.name]) / _ms(bare), "≤ 1.3")
     print("  end to end, file to top-3 findings (INT8, preprocessing included):")
     for f in files:
         line = f"    {f.name:22s} {_ms(e2e[f.name]):7.1f} ms  = {_ms(e2e[f.name]) / _ms(bare):.2f}x bare model ({_ms(bare):.1f} ms; goal <= 1.3x)"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import record  # noqa: E402
 from engine.risk import score_risk  # noqa: E402
 from engine.vitals import extract_vitals  # noqa: E402
 
@@ -73,6 +74,7 @@ def main() -> None:
             print(f"{note_name:<15}{len(text):>7}  {case_name:<16}{t * 1e6:>10.1f}{t / base:>11.0f}")
     short, long_ = results[("short", "extract+score")], results[("20k", "extract+score")]
     ratio_chars = len(notes["20k"]) / len(SHORT)
+    record("vitals and rules, 20k note ÷ short note, per character", long_ / short / ratio_chars, "≤ 1.2")
     print(
         f"\n20k note vs short note: {long_ / short:.1f}x the time for {ratio_chars:.0f}x the characters "
         f"({'linear or better' if long_ / short <= ratio_chars * 1.2 else 'worse than linear'})"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,7 @@ class GgufInfo:
     version: int
     tensor_count: int
     metadata: dict[str, Any]  # scalar values; arrays are summarised by their length
+    tensor_bytes: dict[str, int] = field(default_factory=dict)  # name -> bytes in the file
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
@@ -173,26 +174,32 @@ def _parse(path: Path, size: int, data: mmap.mmap) -> GgufInfo:
     # A file cut short after its header still parses above; its tensors would not fit.
     if tensor_count and offset >= size:
         raise GgufError(f"GGUF file is truncated (no tensor data): {path}")
-    _check_tensor_data_fits(data, offset, tensor_count, size, metadata, path)
-    return GgufInfo(path, size, version, tensor_count, metadata)
+    tensor_bytes = _read_tensor_sizes(data, offset, tensor_count, size, metadata, path)
+    return GgufInfo(path, size, version, tensor_count, metadata, tensor_bytes)
 
 
-def _check_tensor_data_fits(
+def _read_tensor_sizes(
     data: mmap.mmap, offset: int, tensor_count: int, size: int, metadata: dict[str, Any], path: Path
-) -> None:
+) -> dict[str, int]:
+    """Check that every tensor's data fits in the file, and say how many bytes each takes."""
     end_of_data = 0
+    starts: list[tuple[int, str]] = []
     for _ in range(tensor_count):
-        _, offset = _read_string(data, offset)
+        name, offset = _read_string(data, offset)
         (n_dims,) = struct.unpack_from("<I", data, offset)
         dims = struct.unpack_from(f"<{n_dims}Q", data, offset + 4)
         tensor_type, tensor_offset = struct.unpack_from("<IQ", data, offset + 4 + 8 * n_dims)
         offset += 4 + 8 * n_dims + 12
         end_of_data = max(end_of_data, tensor_offset + _approx_bytes(tensor_type, dims))
+        starts.append((tensor_offset, neutralise(name)))
     alignment = int(metadata.get("general.alignment", 32))
     data_start = (offset + alignment - 1) // alignment * alignment
     if data_start + end_of_data > size:
         missing = data_start + end_of_data - size
         raise GgufError(f"GGUF file is truncated ({missing:,} bytes of tensor data missing): {path}")
+    starts.sort()
+    ends = [start for start, _ in starts[1:]] + [size - data_start]
+    return {name: end - start for (start, name), end in zip(starts, ends, strict=True)}
 
 
 # Bytes per block and elements per block for the common tensor types; unknown

@@ -70,6 +70,11 @@ class LoadSpec:
     gpu_layers: str | int = "auto"
     demo: bool = False
     seed: int = 0
+    # False keeps only each sliding window's span (less memory, but a reused prompt prefix rarely survives)
+    full_window_cache: bool = True
+    # Tokens per prompt-reading step; Gemma 3 needs at least 256 in one micro-batch for an image.
+    n_batch: int = 512
+    n_ubatch: int = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +142,13 @@ class LlamaRuntime:
                 self.llm = llama_cpp.Llama(
                     model_path=str(spec.path),
                     n_ctx=n_ctx,
-                    n_batch=512,
+                    n_batch=spec.n_batch,
+                    n_ubatch=spec.n_ubatch,
                     n_threads=threads,
                     n_threads_batch=threads,
                     n_gpu_layers=gpu.layers,
                     seed=spec.seed,
+                    swa_full=spec.full_window_cache,
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -282,12 +289,8 @@ class LlamaRuntime:
     def _prefill(self, prompt_tokens: list[int], cancel: threading.Event) -> None:
         """Evaluate the prompt, reusing the cached prefix of the last prompt."""
         lib, llm = self._llama_cpp, self.llm
-        cached = 0
-        for old, new in zip(llm.input_ids[: llm.n_tokens], prompt_tokens[:-1], strict=False):
-            if old != new:
-                break
-            cached += 1
-        llm.n_tokens = cached
+        llm.n_tokens = self._reusable_prefix(prompt_tokens)
+        cached = llm.n_tokens
         self._abort_prompt.clear()
         watcher = threading.Thread(target=self._watch_cancel, args=(cancel,), daemon=True)
         lib.llama_set_abort_callback(llm._ctx.ctx, self._abort_callback, None)
@@ -306,6 +309,26 @@ class LlamaRuntime:
             watcher.join()
         if cancel.is_set():
             raise GenerationAborted("prompt")
+
+    def _reusable_prefix(self, prompt_tokens: list[int]) -> int:
+        """How many leading tokens of the last prompt can be kept for this one.
+
+        Sliding-window layers attend to the `n_swa` positions before each token.
+        A cache that dropped old positions (llama.cpp's small SWA cache, kept by
+        builds that ignore `swa_full`) cannot serve a prefix whose window is gone,
+        and llama.cpp would silently attend to less; then the prompt is read again.
+        """
+        lib, llm = self._llama_cpp, self.llm
+        shared = 0
+        for old, new in zip(llm.input_ids[: llm.n_tokens], prompt_tokens[:-1], strict=False):
+            if old != new:
+                break
+            shared += 1
+        window = lib.llama_model_n_swa(llm._model.model)
+        if shared == 0 or window <= 0:
+            return shared
+        oldest_kept = lib.llama_memory_seq_pos_min(lib.llama_get_memory(llm._ctx.ctx), 0)
+        return shared if 0 <= oldest_kept <= max(0, shared - window) else 0
 
     def _watch_cancel(self, cancel: threading.Event) -> None:
         while not self._abort_prompt.is_set():
