@@ -126,6 +126,11 @@ SafetyKind = Literal[
     "incomplete",
     "note-truncated",
     "demo-model",
+    # what the result leaves out, and how the output was kept in bounds
+    "image-refused",
+    "news2-incomplete",
+    "repetition",
+    "unsupported-claim",
 ]
 
 
