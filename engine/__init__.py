@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from engine.history import History, HistoryEntry, export_assessment, handoff_markdown
     from engine.imaging import check_image, preview_thumbnail
     from engine.preview import preview_risk
-    from engine.report import Case, render, report_sections, to_markdown, to_text
+    from engine.report import Case, render, report_sections, result_limits, to_markdown, to_text
     from engine.schema import DISCLAIMER, Assessment, Finding, ImageFinding, Risk, SafetyFlag
     from engine.text import neutralise
     from engine.tools import TOOLS, run_tool
@@ -123,6 +123,7 @@ _SOURCES: dict[str, str] = {
     "handoff_markdown": "engine.history",
     "Case": "engine.report",
     "report_sections": "engine.report",
+    "result_limits": "engine.report",
     "render": "engine.report",
     "to_text": "engine.report",
     "to_markdown": "engine.report",
@@ -196,6 +197,7 @@ __all__ = [
     "read_config_table",
     "render",
     "report_sections",
+    "result_limits",
     "run_tool",
     "to_markdown",
     "to_text",

@@ -58,7 +58,7 @@ def check_sentence(
     flags.extend(flag_medications(sentence))
     if _CLAIM_RE.search(sentence) and not _ADVICE_RE.match(sentence) and not sentence.rstrip().endswith("?"):
         findings, finding_flags = check_findings(
-            [ModelFinding(finding=sentence, evidence=sentence)], note, image_findings or []
+            [ModelFinding.model_construct(finding=sentence, evidence=sentence)], note, image_findings or []
         )
         if not findings[0].supported:
             flags.append(SafetyFlag(kind="unsupported-claim", text=sentence, detail=findings[0].reason))
