@@ -45,6 +45,7 @@ _ADVICE_RE = re.compile(
     r"assess|reassess|review|if|should|could|would|may|might|further|a\s+chest|please)\b",
     re.IGNORECASE,
 )
+MIN_CLAIM_WORDS = 3
 MAX_SENTENCE_REPEATS = 2
 MAX_LOOP_UNIT = 80
 MIN_LOOP_CHARS = 24
@@ -56,7 +57,13 @@ def check_sentence(
     """The checked form of one sentence and the flags it raised."""
     text, flags = reframe(sentence)
     flags.extend(flag_medications(sentence))
-    if _CLAIM_RE.search(sentence) and not _ADVICE_RE.match(sentence) and not sentence.rstrip().endswith("?"):
+    is_claim = (
+        len(sentence.split()) >= MIN_CLAIM_WORDS  # not a list number ("2.") or a heading
+        and _CLAIM_RE.search(sentence)
+        and not _ADVICE_RE.match(sentence)
+        and not sentence.rstrip().endswith("?")
+    )
+    if is_claim:
         findings, finding_flags = check_findings(
             [ModelFinding.model_construct(finding=sentence, evidence=sentence)], note, image_findings or []
         )

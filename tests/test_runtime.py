@@ -174,11 +174,12 @@ def _most_repeated_sentence(text: str) -> int:
     return max(counts.values(), default=0)
 
 
+@pytest.mark.timeout(600)
 def test_dry_sampler_keeps_smollm2_from_repeating_a_sentence(smollm2_path):
     from engine.prompts import PromptContext, build_messages
     from models.llm import ANTI_REPETITION, NO_ANTI_REPETITION
 
-    runtime = LlamaRuntime(LoadSpec(str(smollm2_path), n_ctx=2048, threads=2))
+    runtime = LlamaRuntime(LoadSpec(str(smollm2_path), n_ctx=2048, threads=1))
     try:
         prompt = runtime.tokenize(
             runtime.format_prompt(build_messages(PNEUMONIA_NOTE, PromptContext(), "text"))

@@ -52,6 +52,7 @@ def test_an_invented_result_is_marked_and_flagged_but_a_number_from_the_note_is_
     assert text == "The respiratory rate is 26 and SpO2 is 91%." and not flags
     text, flags = check_sentence("Consider a chest X-ray.", NOTE)  # advice, not a claim
     assert text == "Consider a chest X-ray." and not flags
+    assert check_sentence("2.", NOTE) == ("2.", [])  # a list number
 
 
 def test_stream_checks_send_checked_sentences_and_gather_their_flags():
