@@ -53,7 +53,8 @@ def decode(runtime, prompt: list[int], tokens: int, setting, grammar: str | None
 def most_repeated(text: str) -> int:
     from engine.safety import split_sentences
 
-    counts = Counter(" ".join(s.lower().split()) for s in split_sentences(text))
+    sentences = [" ".join(s.lower().split()) for s in split_sentences(text)]
+    counts = Counter(s for s in sentences if len(s.split()) >= 3)  # not list numbers ("1.")
     return max(counts.values()) if counts else 0
 
 

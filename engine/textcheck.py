@@ -120,8 +120,8 @@ class RepetitionGuard:
     def sentence(self, sentence: str) -> bool:
         """True when this finished sentence is one repeat too many."""
         key = _sentence_key(sentence)
-        if not key:
-            return False
+        if len(key.split()) < MIN_CLAIM_WORDS:
+            return False  # list numbers and one-word headings recur in any long answer
         self.seen[key] = self.seen.get(key, 0) + 1
         if self.seen[key] > MAX_SENTENCE_REPEATS:
             self.reason = f"the same sentence a {_ordinal(self.seen[key])} time: {sentence[:120]}"

@@ -170,7 +170,8 @@ def _most_repeated_sentence(text: str) -> int:
 
     from engine.safety import split_sentences
 
-    counts = Counter(" ".join(sentence.lower().split()) for sentence in split_sentences(text))
+    sentences = [" ".join(s.lower().split()) for s in split_sentences(text)]
+    counts = Counter(s for s in sentences if len(s.split()) >= 3)  # not list numbers ("1.")
     return max(counts.values(), default=0)
 
 

@@ -83,6 +83,11 @@ def test_a_third_copy_of_a_sentence_stops_the_text_and_is_not_shown():
     assert [flag.kind for flag in checks.flags()][-1] == "repetition"
 
 
+def test_list_numbers_may_recur():
+    guard = RepetitionGuard()
+    assert not any(guard.sentence("1.") for _ in range(5))
+
+
 def test_a_loop_without_full_stops_is_caught_and_ordinary_text_is_not():
     guard = RepetitionGuard()
     assert not any(
