@@ -42,7 +42,7 @@ _CLAIM_RE = re.compile(
 # Advice and questions are not claims about what the note says.
 _ADVICE_RE = re.compile(
     r"^\s*(?:consider|recommend|suggest|monitor|check|repeat|obtain|arrange|request|order|perform|"
-    r"assess|reassess|review|if|should|could|would|may|might|further|a\s+chest|please)\b",
+    r"assess|reassess|review|if|should|could|would|may|might|further|please)\b",
     re.IGNORECASE,
 )
 MIN_CLAIM_WORDS = 3
@@ -64,7 +64,7 @@ def check_sentence(
         and not sentence.rstrip().endswith("?")
     )
     if is_claim:
-        findings, finding_flags = check_findings(
+        findings, _ = check_findings(
             [ModelFinding.model_construct(finding=sentence, evidence=sentence)], note, image_findings or []
         )
         if not findings[0].supported:
