@@ -11,6 +11,11 @@ Prints, in one run:
   TERM=xterm-256color), start-up excluded, goal <= 250;
 * keypress-to-screen latency while streaming: a character typed into the image
   field, timed until it appears in the terminal output, goal p95 <= 50 ms;
+* time from a sentence's last token to its checked form: the engine's
+  `SentenceChecked` event timed against the piece that completed the sentence
+  (a sentence is finished when the next one begins, so this includes waiting
+  for one more token); the app draws it at its next redraw, at most
+  1/`MAX_REDRAWS_PER_S` later;
 * time from launch to the first drawn screen.
 
 The TUI's figures come from what the app records in its history database (the
@@ -182,6 +187,31 @@ async def headless_tokens_per_s(settings) -> tuple[float, int]:
     return result
 
 
+async def sentence_check_latencies(settings) -> list[float]:
+    """Seconds from the piece that completed each sentence to its `SentenceChecked` event."""
+    from engine.engine import Engine
+    from engine.events import AnalysisRequest, FieldDelta, SentenceChecked
+
+    engine = Engine(settings)
+    async for _ in engine.load():
+        pass
+    arrived: dict[str, list[tuple[int, float]]] = {}  # field -> (characters so far, when)
+    consumed: dict[str, int] = {}
+    latencies: list[float] = []
+    async for event in engine.run(AnalysisRequest(note=NOTE)):
+        now = time.perf_counter()
+        if isinstance(event, FieldDelta):
+            so_far = arrived.setdefault(event.name, [(0, now)])
+            so_far.append((so_far[-1][0] + len(event.text), now))
+        elif isinstance(event, SentenceChecked) and event.field in arrived:
+            end = consumed.get(event.field, 0) + len(event.before) + len(event.raw)
+            consumed[event.field] = end
+            completed_at = next((when for length, when in arrived[event.field] if length >= end), now)
+            latencies.append(now - completed_at)
+    await engine.close()
+    return latencies
+
+
 def tui_run(data: Path, measure_latency: bool) -> dict:
     app = PtyApp(data)
     try:
@@ -240,6 +270,8 @@ def main() -> int:
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
         headless, tui, latency_runs = [], [], []
+        prepare_data_dir(root, model_cache)
+        checks = sorted(1000 * s for s in asyncio.run(sentence_check_latencies(Settings.resolve())))
         for _ in range(args.runs):
             prepare_data_dir(root, model_cache)
             headless.append(asyncio.run(headless_tokens_per_s(Settings.resolve())))
@@ -271,6 +303,15 @@ def main() -> int:
             )
         else:
             print("keypress-to-screen while streaming: no samples (the run ended too soon)")
+        if checks:
+            from tui.widgets.stream_view import MAX_REDRAWS_PER_S
+
+            p95 = checks[min(len(checks) - 1, int(round(0.95 * (len(checks) - 1))))]
+            print(
+                f"sentence's last token to its checked form: p50 {statistics.median(checks):.1f} ms, "
+                f"p95 {p95:.1f} ms over {len(checks)} sentences (engine; the app draws it within "
+                f"{1000 / MAX_REDRAWS_PER_S:.0f} ms more)"
+            )
         print(f"launch to first screen: {statistics.median(run['first_screen_s'] for run in tui):.2f} s")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from engine.events import (
         AnalysisRequest,
         Cancelled,
+        CheckedText,
         Event,
         Failed,
         FieldCompleted,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
         PhaseChanged,
         PromptPrepared,
         RiskScored,
+        SentenceChecked,
         Timings,
         Token,
         Vitals,
@@ -68,7 +70,7 @@ if TYPE_CHECKING:
     from engine.imaging import check_image, preview_thumbnail
     from engine.notefacts import NoteFacts, read_note
     from engine.preview import preview_risk
-    from engine.report import Case, render, report_sections, to_markdown, to_text
+    from engine.report import Case, render, report_sections, result_limits, to_markdown, to_text
     from engine.safety.prompt_guard import scan_note
     from engine.schema import DISCLAIMER, Assessment, Finding, ImageFinding, Risk, SafetyFlag
     from engine.text import neutralise
@@ -111,6 +113,8 @@ _SOURCES: dict[str, str] = {
     "Finished": "engine.events",
     "Failed": "engine.events",
     "Cancelled": "engine.events",
+    "SentenceChecked": "engine.events",
+    "CheckedText": "engine.events",
     "ModelInfo": "models.info",
     "DEMO_MODEL_WARNING": "models.embedded",
     # what a front end draws
@@ -141,6 +145,7 @@ _SOURCES: dict[str, str] = {
     "handoff_markdown": "engine.history",
     "Case": "engine.report",
     "report_sections": "engine.report",
+    "result_limits": "engine.report",
     "render": "engine.report",
     "to_text": "engine.report",
     "to_markdown": "engine.report",
@@ -167,6 +172,7 @@ __all__ = [
     "Cancelled",
     "Case",
     "ChainReport",
+    "CheckedText",
     "ConfigError",
     "DoctorFacts",
     "Engine",
@@ -195,6 +201,7 @@ __all__ = [
     "RiskScored",
     "RunRecord",
     "SafetyFlag",
+    "SentenceChecked",
     "Settings",
     "SoftwareFacts",
     "Timings",
@@ -219,6 +226,7 @@ __all__ = [
     "read_config_table",
     "render",
     "report_sections",
+    "result_limits",
     "run_tool",
     "scan_note",
     "to_markdown",

@@ -12,7 +12,11 @@ token. If the worker dies, the stream ends with `Failed` holding the partial
 text, and the next request starts a fresh worker.
 
 Each generated piece is handled once: neutralised on arrival, then fed to the
-JSON field parser, whose fields become the assessment.
+JSON field parser, whose fields become the assessment. Free text (text mode,
+and an assessment's reasoning and summary) is also cut into sentences, and each
+finished sentence goes through the safety layer before it is sent on as
+`SentenceChecked`. When the text starts repeating itself, generation is
+stopped and the result carries a `repetition` flag.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from engine.config import Settings, cache_dir
 from engine.events import (
     AnalysisRequest,
     Cancelled,
+    CheckedText,
     Event,
     Failed,
     FieldCompleted,
@@ -41,14 +46,18 @@ from engine.events import (
     PhaseChanged,
     PromptPrepared,
     RiskScored,
+    SentenceChecked,
     Timings,
     Token,
 )
 from engine.jsonstream import JsonFieldStream
 from engine.prompts import PromptContext
-from engine.risk import risk_from_note
-from engine.schema import ImageFinding, ModelAnswer, Risk
+from engine.risk import NEWS2_PARAMETERS, risk_from_note
+from engine.safety import ensure_disclaimer
+from engine.schema import Assessment, ImageFinding, ModelAnswer, Risk, SafetyFlag
 from engine.text import neutralise
+from engine.textcheck import StreamChecks
+from models.embedded import DEMO_MODEL_WARNING
 from models.info import ModelInfo
 
 MAX_NOTE_CHARS = 200_000
@@ -162,6 +171,7 @@ class Engine:
         note = neutralise(request.note)
         context = PromptContext()
         scored: tuple[Risk, list[ImageFinding]] | None = None
+        image_refusal: str | None = None
         if request.mode == "assessment":
             risk = risk_from_note(note, request.vitals)
             yield RiskScored(risk)
@@ -169,11 +179,14 @@ class Engine:
             if image_event:
                 yield PhaseChanged("image")
                 yield image_event
+                image_refusal = image_event.error
             scored = risk, image_findings
             context = PromptContext(
                 risk_lines=tuple(risk.reasons),
                 image_lines=tuple(f"{f.label}: {f.probability:.0%}" for f in image_findings),
             )
+        elif request.image_path:
+            image_refusal = TEXT_MODE_IMAGE
         if self._backend.info is None:
             yield PhaseChanged("loading")
             async for event in self.load():
@@ -203,11 +216,14 @@ class Engine:
         yield PhaseChanged("prompt")
         pieces: list[str] = []
         fields = JsonFieldStream() if scored else None
-        note_truncated = False
+        checks = StreamChecks(note, scored[1] if scored else None)
+        prompt: wire.PromptReady | None = None
         replies = self._backend.generate(job)
         try:
             async for reply in replies:
                 match reply:
+                    case wire.Tokens() if checks.looping:
+                        pass  # generation is being stopped: what the model wrote after the loop is dropped
                     case wire.Tokens(pieces=new_pieces):
                         for piece in new_pieces:
                             text = neutralise(piece)
@@ -215,20 +231,43 @@ class Engine:
                                 yield PhaseChanged("reasoning")
                             pieces.append(text)
                             yield Token(text, len(pieces) - 1)
-                            if fields is not None:
+                            if fields is None:
+                                for event in checks.feed("", text):
+                                    yield event
+                            else:
                                 for event in _field_events(fields, text):
                                     yield event
+                                    for checked in _checked_field_text(checks, event):
+                                        yield checked
+                            if checks.looping:
+                                self._backend.cancel(job.id)
+                                break
                     case wire.PromptReady() as prompt:
-                        note_truncated = prompt.dropped_note_tokens > 0
                         yield PromptPrepared(
                             prompt_tokens=prompt.prompt_tokens,
                             n_ctx=prompt.n_ctx,
                             note_tokens=prompt.note_tokens,
-                            note_truncated=note_truncated,
+                            note_truncated=prompt.dropped_note_tokens > 0,
                             dropped_note_tokens=prompt.dropped_note_tokens,
                         )
                     case wire.Cancelled(timings=timings, during=during, tokens_after_cancel=after):
-                        yield Cancelled("".join(pieces), _timings(timings, started), during, after)
+                        if checks.looping and request.id not in self._cancelled_requests:
+                            done = wire.Done(job.id, timings, "stop", None)
+                            async for event in self._finish(
+                                request,
+                                done,
+                                started,
+                                pieces,
+                                fields,
+                                checks,
+                                scored,
+                                model_info,
+                                prompt,
+                                image_refusal,
+                            ):
+                                yield event
+                        else:
+                            yield Cancelled("".join(pieces), _timings(timings, started), during, after)
                     case wire.Error(kind=kind, message=message):
                         yield Failed(message, kind, "".join(pieces), _timings(None, started))
                     case wire.WorkerDied(exit_code=exit_code):
@@ -243,25 +282,73 @@ class Engine:
                             timings=_timings(None, started),
                         )
                     case wire.Done() as done:
-                        timings_ = _timings(done.timings, started)
-                        result = None
-                        if fields is not None and scored is not None:
-                            yield PhaseChanged("checking")
-                            result = assessment_builder.build(
-                                stream=fields,
-                                note=note,
-                                risk=scored[0],
-                                image_findings=scored[1],
-                                model=model_info,
-                                timings=timings_,
-                                mean_logprob=done.mean_logprob,
-                                hit_token_limit=done.stop_reason == "length",
-                                note_truncated=note_truncated,
-                            )
-                        yield Finished("".join(pieces), timings_, model_info, result)
+                        async for event in self._finish(
+                            request,
+                            done,
+                            started,
+                            pieces,
+                            fields,
+                            checks,
+                            scored,
+                            model_info,
+                            prompt,
+                            image_refusal,
+                        ):
+                            yield event
         finally:
             self._active_job = None
             await replies.aclose()  # cancels the job if the consumer stopped reading early
+
+    async def _finish(
+        self,
+        request: AnalysisRequest,
+        done: wire.Done,
+        started: float,
+        pieces: list[str],
+        fields: JsonFieldStream | None,
+        checks: StreamChecks,
+        scored: tuple[Risk, list[ImageFinding]] | None,
+        model_info: ModelInfo,
+        prompt: wire.PromptReady | None,
+        image_refusal: str | None,
+    ) -> AsyncIterator[Event]:
+        """The end of a generation: the last sentences, then the checked result in `Finished`."""
+        for checked in checks.finish_all():
+            yield checked
+        timings_ = _timings(done.timings, started)
+        raw_text = "".join(pieces)
+        limits = _limit_flags(prompt, image_refusal)
+        if fields is None or scored is None:
+            flags = [*checks.flags(), *limits]
+            if model_info.demo:
+                flags.append(
+                    SafetyFlag(kind="demo-model", text=model_info.file_name, detail=DEMO_MODEL_WARNING)
+                )
+            notes = [f"Generated by {model_info.name} ({model_info.quantization}, {model_info.file_name})."]
+            if model_info.demo:
+                notes.append(DEMO_MODEL_WARNING)
+            checked_text = CheckedText(
+                text=checks.text(""),
+                raw_text=raw_text,
+                flags=tuple(flags),
+                clinical_notes=ensure_disclaimer(" ".join(notes)),
+            )
+            yield Finished(raw_text, timings_, model_info, checked=checked_text)
+            return
+        yield PhaseChanged("checking")
+        result = assessment_builder.build(
+            stream=fields,
+            note=neutralise(request.note),
+            risk=scored[0],
+            image_findings=scored[1],
+            model=model_info,
+            timings=timings_,
+            mean_logprob=done.mean_logprob,
+            hit_token_limit=done.stop_reason == "length",
+            note_truncated=prompt is not None and prompt.dropped_note_tokens > 0,
+        )
+        _add_flags(result, [*limits, *checks.flags(), *_news2_flags(result.risk)])
+        yield Finished(raw_text, timings_, model_info, result)
 
     async def _analyse_image(
         self, request: AnalysisRequest
@@ -289,6 +376,64 @@ def _field_events(fields: JsonFieldStream, text: str) -> list[Event]:
         elif update.delta:
             events.append(FieldDelta(update.name, update.delta))
     return events
+
+
+CHECKED_FIELDS = ("reasoning", "summary")  # the answer's free text, streamed sentence by sentence
+TEXT_MODE_IMAGE = "free-text mode does not analyse images; run an assessment to include the image"
+
+
+def _checked_field_text(checks: StreamChecks, event: Event) -> list[SentenceChecked]:
+    """The checked sentences a structured-answer event finished, for the free-text fields."""
+    match event:
+        case FieldDelta(name=name, text=text) if name in CHECKED_FIELDS:
+            return checks.feed(name, text)
+        case FieldCompleted(name=name) if name in CHECKED_FIELDS:
+            return checks.finish(name)
+    return []
+
+
+def _limit_flags(prompt: wire.PromptReady | None, image_refusal: str | None) -> list[SafetyFlag]:
+    """What the result leaves out: an image not analysed, a note cut to fit the context."""
+    flags: list[SafetyFlag] = []
+    if image_refusal:
+        flags.append(SafetyFlag(kind="image-refused", text="image not analysed", detail=image_refusal))
+    if prompt is not None and prompt.dropped_note_tokens > 0:
+        flags.append(
+            SafetyFlag(
+                kind="note-truncated",
+                text="patient note cut to fit the model's context",
+                detail=(
+                    f"{prompt.dropped_note_tokens} of {prompt.note_tokens} note tokens were left out "
+                    f"(context {prompt.n_ctx} tokens); the model did not read the middle of the note"
+                ),
+            )
+        )
+    return flags
+
+
+def _news2_flags(risk: Risk) -> list[SafetyFlag]:
+    """A NEWS2 from some of its parameters is a lower bound, never reassurance."""
+    missing = risk.news2.missing
+    if risk.news2.score is None or not missing:
+        return []
+    labels = ", ".join(NEWS2_PARAMETERS.get(name, name) for name in missing)
+    scored = len(NEWS2_PARAMETERS) - len(missing)
+    return [
+        SafetyFlag(
+            kind="news2-incomplete",
+            text=f"NEWS2 {risk.news2.score} from {scored} of {len(NEWS2_PARAMETERS)} parameters",
+            detail=f"incomplete, a lower bound: missing {labels}; each could only add points",
+        )
+    ]
+
+
+def _add_flags(result: Assessment, flags: list[SafetyFlag]) -> None:
+    """Put `flags` on the assessment; one of a kind already there about the same thing is replaced."""
+    replaced = {flag.kind for flag in flags if flag.kind in ("note-truncated", "image-refused")}
+    kept = [flag for flag in result.safety.flags if flag.kind not in replaced]
+    seen = {(flag.kind, flag.text) for flag in kept}
+    kept += [flag for flag in flags if (flag.kind, flag.text) not in seen]
+    result.safety.flags = kept
 
 
 def _check_request(request: AnalysisRequest) -> str | None:

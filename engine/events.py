@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from engine.jsonstream import JsonValue
-from engine.schema import Assessment, ImageFinding, Risk
+from engine.schema import DISCLAIMER, Assessment, ImageFinding, Risk, SafetyFlag
 from models.info import ModelInfo
 
 Phase = Literal[
@@ -133,6 +133,22 @@ class FieldDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class SentenceChecked:
+    """A finished sentence of streamed text, through the safety layer: what the clinician reads.
+
+    `raw` is what the model wrote and `before` the spacing before it, both exactly
+    as streamed, so a front end can replace the draft it showed with `text`.
+    """
+
+    text: str
+    raw: str
+    changed: bool
+    flags: tuple[SafetyFlag, ...] = ()
+    field: str = ""  # "" in text mode; "reasoning" or "summary" in an assessment
+    before: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class FieldCompleted:
     """A top-level field of the structured answer finished streaming."""
 
@@ -154,11 +170,34 @@ class ImageAnalysed:
 
 
 @dataclass(frozen=True, slots=True)
-class Finished:
+class CheckedText:
+    """Text mode's result: the checked text the clinician read, its flags and notes."""
+
     text: str
+    raw_text: str
+    flags: tuple[SafetyFlag, ...]
+    clinical_notes: str
+
+    def __post_init__(self) -> None:
+        if DISCLAIMER not in self.clinical_notes:
+            raise ValueError(f"clinical_notes must contain the disclaimer {DISCLAIMER!r}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "raw_text": self.raw_text,
+            "safety": {"flags": [flag.model_dump(mode="json") for flag in self.flags]},
+            "clinical_notes": self.clinical_notes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    text: str  # as the model wrote it; the checked forms are below
     timings: Timings
     model: ModelInfo
     assessment: Assessment | None = None  # in assessment mode
+    checked: CheckedText | None = None  # in text mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +224,7 @@ Event = (
     | Token
     | FieldDelta
     | FieldCompleted
+    | SentenceChecked
     | RiskScored
     | ImageAnalysed
     | Finished

@@ -1,7 +1,8 @@
 """One rendering of an assessment, in SBAR order, for the terminal and for the handoff.
 
 `report_sections` turns a checked assessment and the case it was made from into
-sections: Situation (risk level, NEWS2 and qSOFA with their points, the key
+sections: first what the result leaves out (a demo model, an image not analysed,
+a note cut to fit, a NEWS2 from partial vitals), then Situation (risk level, NEWS2 and qSOFA with their points, the key
 concern), Background (note, form vitals, age and sex, image), Assessment
 (summary, findings with their evidence, the model's level against the rules,
 confidence), Recommendation, then the safety flags and the notes. `render` lays
@@ -24,6 +25,7 @@ from engine.schema import DISCLAIMER, Assessment, Risk
 from engine.text import neutralise
 
 SUPPORTED, UNSUPPORTED = "supported", "NOT SUPPORTED by the note"
+DEMO_LINE = "DEMO MODEL, NOT A MEDICAL MODEL: its answers are for trying the tool only, never for care"
 QSOFA_LABELS = {"respiratory_rate": "RR", "altered_mentation": "altered mentation", "systolic_bp": "SBP"}
 FORM_LABELS = {
     "respiratory_rate": ("RR", "/min"),
@@ -107,8 +109,40 @@ def form_vitals(value: Vitals | Mapping[str, Any] | None) -> Vitals | None:
     return Vitals(**{key: item for key, item in value.items() if key in known})
 
 
+def result_limits(assessment: Assessment, case: Case | None = None) -> list[str]:
+    """What the result leaves out or cannot vouch for, in words, shown first wherever it is shown.
+
+    Read from the assessment's flags, and from its risk, model and case, so a result
+    stored before these flags existed states the same limits.
+    """
+    flags = {flag.kind: flag for flag in assessment.safety.flags}
+    lines: list[str] = []
+    if assessment.model.get("demo") or "demo-model" in flags:
+        lines.append(DEMO_LINE)
+    image_flag = flags.get("image-refused")
+    if image_flag is not None:
+        lines.append(f"Image given but NOT analysed: {image_flag.detail}")
+    elif case is not None and case.image_path and not assessment.image_findings:
+        lines.append(f"Image given but NOT analysed: {_image_reason(case)}")
+    truncated = flags.get("note-truncated")
+    if truncated is not None:
+        lines.append(f"Note cut to fit the model's context: {truncated.detail}")
+    news2 = assessment.risk.news2
+    if news2.score is not None and news2.missing:
+        missing = ", ".join(NEWS2_PARAMETERS.get(name, name) for name in news2.missing)
+        lines.append(
+            f"NEWS2 INCOMPLETE ({len(NEWS2_PARAMETERS) - len(news2.missing)} of {len(NEWS2_PARAMETERS)} "
+            f"parameters; missing {missing}): {news2.score} is a lower bound, not reassurance"
+        )
+    if "repetition" in flags:
+        lines.append(f"Answer stopped early: {flags['repetition'].detail}")
+    return lines
+
+
 def report_sections(assessment: Assessment, case: Case) -> list[Section]:
+    limits = tuple(Line(text) for text in result_limits(assessment, case))
     return [
+        *([Section("Not considered or incomplete", limits)] if limits else []),
         Section("Situation", tuple(_situation(assessment))),
         Section("Background", tuple(_background(assessment, case))),
         Section("Assessment", tuple(_assessment(assessment))),
@@ -152,7 +186,10 @@ def to_markdown(assessment: Assessment, case: Case | None = None, when: str | No
 
 def _situation(a: Assessment) -> list[Line]:
     risk = a.risk
-    lines = [Line(f"Risk level: {a.risk_level}"), _news2_line(risk), _qsofa_line(risk)]
+    incomplete = (
+        " (NEWS2 incomplete: a lower bound)" if risk.news2.missing and risk.news2.score is not None else ""
+    )
+    lines = [Line(f"Risk level: {a.risk_level}{incomplete}"), _news2_line(risk), _qsofa_line(risk)]
     lines.append(Line(f"Key concern: {_key_concern(a)}"))
     return lines
 

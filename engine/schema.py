@@ -141,8 +141,11 @@ SafetyKind = Literal[
     "unsupported-result",
     "advice-contradicts-risk",
     "form-note-conflict",
-    "repetition",
+    # what the result leaves out, and how the output was kept in bounds
     "image-refused",
+    "news2-incomplete",
+    "repetition",
+    "unsupported-claim",
 ]
 
 

@@ -11,6 +11,16 @@ rejects it is the grammar applied to the candidates. Applying a grammar to all
 of Gemma's 262k vocabulary on every step is what made constrained decoding four
 times slower; most tokens of a JSON answer are free text the grammar accepts.
 No token the grammar rejects is ever accepted.
+
+Against degenerate repetition the sampler chain carries llama.cpp's DRY sampler
+("don't repeat yourself": a penalty that grows with the length of a sequence
+that would repeat one seen in the last `dry_last_n` tokens). It works with the
+lazy grammar check: when the grammar rejects the sampled token, the chain's
+history is rebuilt without it before the grammar-filtered choice is made, so
+the penalty only ever counts tokens that were really generated. DRY's sequence
+breakers (newline, colon, quote, asterisk) end a match, so JSON's own repeated
+punctuation and keys are not penalised. `ANTI_REPETITION` holds the settings
+and how they were chosen.
 """
 
 from __future__ import annotations
@@ -75,6 +85,28 @@ class LoadSpec:
     # Tokens per prompt-reading step; Gemma 3 needs at least 256 in one micro-batch for an image.
     n_batch: int = 512
     n_ubatch: int = 512
+
+
+@dataclass(frozen=True, slots=True)
+class AntiRepetition:
+    """llama.cpp's DRY sampler settings; multiplier 0 turns it off."""
+
+    dry_multiplier: float = 0.8
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2  # repeats up to this many tokens long are free ("of the", "RR 2")
+    dry_last_n: int = 512  # how far back a repeat is looked for
+    sequence_breakers: tuple[str, ...] = ("\n", ":", '"', "*")
+
+    @property
+    def enabled(self) -> bool:
+        return self.dry_multiplier > 0
+
+
+# Chosen by measurement (benchmarks/bench_engine.py --anti-repetition, README): the common
+# DRY defaults (0.8, 1.75, 2) over the last 512 tokens. With them SmolLM2 on a pneumonia note
+# no longer writes one sentence over and over at temperature 0, at a decode cost within noise.
+ANTI_REPETITION = AntiRepetition()
+NO_ANTI_REPETITION = AntiRepetition(dry_multiplier=0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +264,7 @@ class LlamaRuntime:
         seed: int = 0,
         grammar: str | None = None,
         want_logprobs: bool = False,
+        anti_repetition: AntiRepetition = ANTI_REPETITION,
     ) -> Iterator[Piece]:
         """Yield generated pieces until end of turn, `max_tokens` or cancel.
 
@@ -245,7 +278,7 @@ class LlamaRuntime:
             )
         max_tokens = min(max_tokens, llm.n_ctx() - len(prompt_tokens))
         self._prefill(prompt_tokens, cancel)
-        sampler = _ChainSampler(lib, temperature, seed)
+        sampler = _ChainSampler(lib, temperature, seed, anti_repetition, llm._model.vocab)
         constraint = _GrammarConstraint(lib, llm._model.vocab, grammar, self._n_vocab) if grammar else None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
@@ -396,11 +429,36 @@ def _logprob(logits_ptr: LogitsPointer, token: int, n_vocab: int) -> float:
 
 
 class _ChainSampler:
-    """The ordinary sampler: greedy at temperature 0, else top-k/top-p/temperature."""
+    """The ordinary sampler: DRY against repetition, then greedy at temperature 0, else
+    top-k/top-p/temperature."""
 
-    def __init__(self, lib: ModuleType, temperature: float, seed: int):
+    def __init__(
+        self,
+        lib: ModuleType,
+        temperature: float,
+        seed: int,
+        anti_repetition: AntiRepetition = NO_ANTI_REPETITION,
+        vocab: llama_vocab_p | None = None,
+    ):
         self._lib = lib
         self.chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        self._accepted: list[int] = []  # generated tokens, for rebuilding the history
+        self._window = anti_repetition.dry_last_n if anti_repetition.enabled else 0
+        if anti_repetition.enabled and vocab is not None:
+            breakers = [text.encode("utf-8") for text in anti_repetition.sequence_breakers]
+            self._breakers = (ctypes.c_char_p * len(breakers))(*breakers)  # llama.cpp copies them
+            lib.llama_sampler_chain_add(
+                self.chain,
+                lib.llama_sampler_init_dry(
+                    vocab,
+                    anti_repetition.dry_multiplier,
+                    anti_repetition.dry_base,
+                    anti_repetition.dry_allowed_length,
+                    anti_repetition.dry_last_n,
+                    self._breakers,
+                    len(breakers),
+                ),
+            )
         if temperature <= 0:
             lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_greedy())
         else:
@@ -410,7 +468,20 @@ class _ChainSampler:
             lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
 
     def sample(self, ctx: llama_context_p) -> int:
-        return cast(int, self._lib.llama_sampler_sample(self.chain, ctx, -1))
+        """Sample the next token; llama.cpp also records it in the chain's history."""
+        token = cast(int, self._lib.llama_sampler_sample(self.chain, ctx, -1))
+        if self._window:
+            self._accepted.append(token)
+        return token
+
+    def forget_last(self) -> None:
+        """Take the last sampled token back out of the history (the grammar rejected it)."""
+        if not self._window or not self._accepted:
+            return
+        self._accepted.pop()
+        self._lib.llama_sampler_reset(self.chain)
+        for token in self._accepted[-self._window :]:
+            self._lib.llama_sampler_accept(self.chain, token)
 
     def choose(self, candidates: llama_token_data_array) -> int:
         """Pick from an already-filtered candidate array, as `sample` would."""
@@ -418,6 +489,8 @@ class _ChainSampler:
         # llama-cpp types the field as c_int32; ctypes reads it as an int.
         token = cast(int, candidates.data[candidates.selected].id)
         self._lib.llama_sampler_accept(self.chain, token)
+        if self._window:
+            self._accepted.append(token)
         return token
 
     def close(self) -> None:
@@ -448,6 +521,7 @@ class _GrammarConstraint:
             self.fast_hits += 1
             return token
         self.slow_paths += 1
+        chain.forget_last()
         logits = _logits(logits_ptr, self._n_vocab)
         # Most rejections are fixed by one of the model's top candidates.
         top = np.argpartition(logits, -CANDIDATES_BEFORE_FULL_GRAMMAR)[-CANDIDATES_BEFORE_FULL_GRAMMAR:]
@@ -459,6 +533,7 @@ class _GrammarConstraint:
                 token = chain.choose(array)
                 if self._allows(token):
                     return token
+                chain.forget_last()
         raise GrammarError("no token satisfies the grammar")
 
     def _fill(self, ids: np.ndarray, logits: np.ndarray) -> llama_token_data_array:

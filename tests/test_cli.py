@@ -46,7 +46,7 @@ def test_text_mode_streams_to_stdout_and_says_demo_on_stderr(note_file):
     assert "tok/s" in result.stderr
 
 
-def test_stream_is_flushed_token_by_token(note_file):
+def test_stream_is_flushed_sentence_by_sentence(note_file):
     process = subprocess.Popen(
         [
             sys.executable,
@@ -68,14 +68,24 @@ def test_stream_is_flushed_token_by_token(note_file):
     arrivals = []
     try:
         while True:
-            chunk = os.read(process.stdout.fileno(), 64)
+            chunk = os.read(process.stdout.fileno(), 4096)
             if not chunk:
                 break
-            arrivals.append(time.perf_counter())
+            arrivals.append((time.perf_counter(), chunk.decode("utf-8", "replace")))
     finally:
         process.wait(timeout=300)
     assert process.returncode == 0
-    assert len(arrivals) >= 10, "output should arrive in many small pieces, not once at the end"
+    streamed = [text for _, text in arrivals if "Safety flags" not in text]
+    assert len(streamed) >= 3, "output should arrive a sentence at a time, not once at the end"
+    # every piece that arrived ends where a sentence ends: nothing unchecked was printed
+    from engine.safety import sentence_spans
+
+    full = "".join(streamed)
+    sentence_ends = {end for _, end in sentence_spans(full)}
+    position = 0
+    for text in streamed[:-1]:
+        position += len(text)
+        assert len(full[:position].rstrip()) in sentence_ends, (full[:position], streamed)
 
 
 def test_json_prints_exactly_the_assessment_object(note_file):
@@ -89,7 +99,69 @@ def test_json_prints_exactly_the_assessment_object(note_file):
     assert payload["model"]["architecture"] == "gemma3" and payload["model"]["quantization"] == "Q4_K_M"
     assert {"threads", "gpu_layers", "file"} <= payload["model"].keys()
     assert payload["timings"]["generated_tokens"] > 0
-    assert "Reasoning (model, unchecked)" in result.stderr  # the stream moved to stderr
+    assert "Reasoning (model, checked sentence by sentence)" in result.stderr  # the stream moved to stderr
+
+
+def test_text_mode_json_carries_checked_text_flags_and_the_disclaimer(note_file):
+    result = cli("analyze", "--note", str(note_file), "--mode", "text", "--json", "--max-tokens", "60")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert {"text", "raw_text", "safety", "clinical_notes", "model", "timings"} <= payload.keys()
+    assert DISCLAIMER in payload["clinical_notes"] and "not a medical model" in payload["clinical_notes"]
+    kinds = [flag["kind"] for flag in payload["safety"]["flags"]]
+    assert "demo-model" in kinds
+    assert payload["raw_text"].strip() and payload["text"].strip()
+
+
+def test_text_mode_output_ends_with_its_flags_and_the_disclaimer(note_file):
+    result = cli("analyze", "--note", str(note_file), "--mode", "text", "--max-tokens", "40")
+    assert result.returncode == 0, result.stderr
+    assert "Safety flags:" in result.stdout and "- demo-model:" in result.stdout
+    assert result.stdout.rstrip().endswith(f"*** {DISCLAIMER} ***")
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda tmp: tmp / "missing.png", "file not found"),
+        (lambda tmp: _write(tmp / "not-an-image.png", "plain text, not pixels"), "not a recognised image"),
+    ],
+)
+def test_bad_image_exits_2_in_one_line_before_any_model_loads(note_file, tmp_path, make, words):
+    started = time.perf_counter()
+    result = cli("analyze", "--note", str(note_file), "--json", "--image", str(make(tmp_path)))
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+    assert "loading" not in result.stderr and time.perf_counter() - started < 30
+
+
+def test_an_image_text_mode_cannot_analyse_is_stated_in_the_json(note_file, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "chest.png"
+    Image.new("L", (64, 64), 128).save(image)
+    result = cli(
+        "analyze",
+        "--note",
+        str(note_file),
+        "--mode",
+        "text",
+        "--json",
+        "--max-tokens",
+        "8",
+        "--image",
+        str(image),
+    )
+    assert result.returncode == 0, result.stderr
+    flags = json.loads(result.stdout)["safety"]["flags"]
+    refused = [flag for flag in flags if flag["kind"] == "image-refused"]
+    assert refused and "does not analyse images" in refused[0]["detail"]
+
+
+def _write(path, text: str):
+    path.write_text(text)
+    return path
 
 
 def test_note_from_stdin():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections import Counter
 
 import pytest
 from conftest import collect
@@ -20,11 +21,18 @@ from engine.events import (
     ModelLoading,
     PhaseChanged,
     PromptPrepared,
+    SentenceChecked,
     Token,
 )
+from engine.safety import split_sentences
+from engine.schema import DISCLAIMER
 
 pytestmark = pytest.mark.timeout(600)
 
+PNEUMONIA_NOTE = (
+    "72 year old man, cough and fever for 2 days, now short of breath. RR 26, SpO2 91% on room air, "
+    "BP 95/60, HR 118, temperature 38.9. New confusion this morning. Crackles at the right base."
+)
 NOTE = (
     "58-year-old woman with a dry cough for 2 weeks. No fever. Uses cetirizine. "
     "RR 16, SpO2 97% on room air, BP 128/82, HR 78, temp 36.8 C, alert."
@@ -174,6 +182,50 @@ async def test_note_longer_than_the_context_is_truncated_and_says_so(engine):
     assert prepared.dropped_note_tokens > 0 and prepared.note_tokens > prepared.dropped_note_tokens
     assert prepared.prompt_tokens + 4 <= prepared.n_ctx
     assert isinstance(events[-1], Finished)
+    truncated = [flag for flag in events[-1].checked.flags if flag.kind == "note-truncated"]
+    assert truncated and f"{prepared.dropped_note_tokens} of {prepared.note_tokens} note tokens" in (
+        truncated[0].detail
+    )
+
+
+async def test_text_mode_sends_checked_sentences_and_a_checked_result(engine):
+    events = await collect(engine.run(text_request(max_tokens=80)))
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.checked is not None
+    sentences = [e for e in events if isinstance(e, SentenceChecked)]
+    assert sentences and all(s.field == "" for s in sentences)
+    assert finished.checked.text == "".join(s.before + s.text for s in sentences).strip()
+    assert finished.checked.raw_text == finished.text
+    assert DISCLAIMER in finished.checked.clinical_notes
+    assert "demo-model" in {flag.kind for flag in finished.checked.flags}
+
+
+async def test_an_image_the_engine_refuses_is_a_flag_on_the_assessment(engine, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "chest.png"
+    Image.new("L", (64, 64), 128).save(image)  # a real image; no image model is installed here
+    request = AnalysisRequest(note=NOTE, image_path=str(image), max_tokens=48)
+    events = await collect(engine.run(request))
+    assessment = events[-1].assessment
+    refused = [flag for flag in assessment.safety.flags if flag.kind == "image-refused"]
+    assert refused and "no image model is installed" in refused[0].detail
+
+
+async def test_a_looping_model_is_stopped_and_no_sentence_shows_more_than_twice(smollm2_path):
+    """SmolLM2 in text mode on a pneumonia note loops on one sentence at temperature 0."""
+    engine = Engine(Settings.resolve(model=str(smollm2_path), threads=1, ctx=2048))
+    try:
+        events = await collect(engine.run(text_request(note=PNEUMONIA_NOTE, max_tokens=400)), limit=560)
+    finally:
+        await engine.close()
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.checked is not None
+    shown = [e.raw for e in events if isinstance(e, SentenceChecked)]
+    counts = Counter(" ".join(s.lower().split()) for s in shown)
+    assert shown and max(counts.values()) <= 2, counts.most_common(3)
+    for sentence in split_sentences(finished.checked.text):
+        assert finished.checked.text.count(sentence) <= 2, sentence
 
 
 def _bad_model(tmp_path, kind: str):

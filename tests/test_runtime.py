@@ -150,3 +150,62 @@ def test_grammar_is_really_built_for_the_answer_schema():
 def test_grammar_conversion_failure_is_an_error_not_plain_json():
     with pytest.raises(GrammarError):
         build_grammar({"type": "object", "properties": {"x": {"$ref": "#/definitions/missing"}}})
+
+
+PNEUMONIA_NOTE = (
+    "72 year old man, cough and fever for 2 days, now short of breath. RR 26, SpO2 91% on room air, "
+    "BP 95/60, HR 118, temperature 38.9. New confusion this morning. Crackles at the right base."
+)
+
+
+def _decode(runtime, prompt, tokens, anti_repetition, grammar=None) -> str:
+    pieces = runtime.stream(
+        prompt, max_tokens=tokens, cancel=threading.Event(), grammar=grammar, anti_repetition=anti_repetition
+    )
+    return "".join(piece.text for piece in pieces)
+
+
+def _most_repeated_sentence(text: str) -> int:
+    from collections import Counter
+
+    from engine.safety import split_sentences
+
+    sentences = [" ".join(s.lower().split()) for s in split_sentences(text)]
+    counts = Counter(s for s in sentences if len(s.split()) >= 3)  # not list numbers ("1.")
+    return max(counts.values(), default=0)
+
+
+@pytest.mark.timeout(600)
+def test_dry_sampler_keeps_smollm2_from_repeating_a_sentence(smollm2_path):
+    from engine.prompts import PromptContext, build_messages
+    from models.llm import ANTI_REPETITION, NO_ANTI_REPETITION
+
+    runtime = LlamaRuntime(LoadSpec(str(smollm2_path), n_ctx=2048, threads=1))
+    try:
+        prompt = runtime.tokenize(
+            runtime.format_prompt(build_messages(PNEUMONIA_NOTE, PromptContext(), "text"))
+        )
+        without = _decode(runtime, prompt, 400, NO_ANTI_REPETITION)
+        with_dry = _decode(runtime, prompt, 400, ANTI_REPETITION)
+    finally:
+        runtime.close()
+    # Greedy SmolLM2 loops on this note. DRY breaks the exact loop; it does not stop a tiny
+    # model from coming back to a short sentence now and then, which the engine's loop
+    # detector ends (tests/test_engine.py).
+    repeats_without, repeats_with = _most_repeated_sentence(without), _most_repeated_sentence(with_dry)
+    assert repeats_without > 3, without
+    assert repeats_with < repeats_without, (repeats_with, repeats_without, with_dry)
+
+
+def test_dry_sampler_and_the_lazy_grammar_still_give_a_valid_answer(gemma):
+    import json
+
+    from engine.prompts import PromptContext, build_messages
+    from models.llm import ANTI_REPETITION
+
+    prompt = gemma.tokenize(
+        gemma.format_prompt(build_messages(PNEUMONIA_NOTE, PromptContext(), "assessment"))
+    )
+    grammar = build_grammar(ModelAnswer.generation_schema())
+    text = _decode(gemma, prompt, 1024, ANTI_REPETITION, grammar)
+    ModelAnswer.model_validate(json.loads(text))

@@ -30,6 +30,7 @@ from engine import (
     AnalysisRequest,
     Assessment,
     Cancelled,
+    Case,
     Failed,
     FieldCompleted,
     FieldDelta,
@@ -39,6 +40,7 @@ from engine import (
     PhaseChanged,
     PromptPrepared,
     RiskScored,
+    SentenceChecked,
     Timings,
     Token,
     Vitals,
@@ -62,6 +64,7 @@ NEW_CASE_CONFIRM_S = 3.0
 # per token would cost about 100 bytes to the terminal each (over slow SSH links).
 SPEED_UPDATES_PER_S = 4
 
+CHECKED_FIELDS = ("reasoning", "summary")  # streamed as a draft, then sentence by sentence checked
 FIELD_ORDER = ("reasoning", "summary", "key_findings", "risk_level", "recommendations")
 FIELD_TITLES = {
     "reasoning": "Reasoning",
@@ -326,7 +329,14 @@ class CaseView(Widget):
                 if name != self._stream_section:
                     self._stream_section = name
                     stream.heading(FIELD_TITLES.get(name, name))
-                stream.append(text)
+                if name in CHECKED_FIELDS:
+                    stream.set_draft(stream.draft + text)  # dimmed until the sentence is checked
+                else:
+                    stream.append(text)
+            case SentenceChecked(field=name, before=before, raw=raw, text=text, changed=changed) if (
+                name in CHECKED_FIELDS
+            ):
+                stream.commit_sentence(before, raw, text, changed)
             case FieldCompleted():
                 self._draw_field(event)
             case RiskScored(risk=risk):
@@ -391,6 +401,7 @@ class CaseView(Widget):
             stream.append(str(value))
 
     def _finish(self, event: Finished, request: AnalysisRequest) -> None:
+        self.query_one(StreamView).set_draft("")  # what was never checked (a loop cut off) is not kept
         self.speed = Speed.from_timings(event.timings)
         self.phase = f"done in {event.timings.total_s:.1f}s"
         if event.assessment is None:
@@ -408,7 +419,10 @@ class CaseView(Widget):
     def _show_result(self, result: CaseResult) -> None:
         self.result = result
         card = self.query_one(ResultCard)
-        card.show_assessment(result.assessment)
+        request = result.request
+        card.show_assessment(
+            result.assessment, Case(request.note, request.image_path, request.vitals, result.image_error)
+        )
         card.border_subtitle = ""
 
     def _show_failure(self, message: str) -> None:

@@ -28,6 +28,7 @@ from engine import (
     AnalysisRequest,
     Cancelled,
     Case,
+    CheckedText,
     ConfigError,
     Failed,
     FieldCompleted,
@@ -38,9 +39,10 @@ from engine import (
     ModelLoading,
     PromptPrepared,
     RiskScored,
+    SentenceChecked,
     Settings,
-    Token,
     data_dir_problem,
+    neutralise,
 )
 from tui.history_command import add_history_parser
 
@@ -58,6 +60,7 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 DOWNLOADING_TOOLS = {"export-vision"}
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 STREAMED_FIELDS = {"reasoning": "Reasoning", "summary": "Summary"}
+STREAM_HEADING = "{title} (model, checked sentence by sentence):\n"
 
 
 class Output:
@@ -126,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         from tui.doctor import run_doctor
 
         return run_doctor(settings)
+    if command in ("analyze", "demo") and args.image is not None:
+        from engine import check_image
+
+        problem = check_image(args.image)
+        if problem:  # before any model is loaded
+            print(f"medgemma-tui: cannot use the image: {_one_line(ValueError(problem))}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     if command == "analyze":
         try:
             note = _read_note(args.note)
@@ -351,27 +361,30 @@ async def _stream_one(
                         f"note truncated: {prompt.dropped_note_tokens} of {prompt.note_tokens} note tokens "
                         f"did not fit the {prompt.n_ctx}-token context and were left out"
                     )
-            case Token(text=text) if request.mode == "text":
-                out.stream(text)
-            case FieldDelta(name=name, text=text) if name in STREAMED_FIELDS:
-                if name != current_field:
-                    out.stream(
-                        f"\n{STREAMED_FIELDS[name]} (model, unchecked):\n"
-                        if current_field
-                        else f"{STREAMED_FIELDS[name]} (model, unchecked):\n"
-                    )
-                    current_field = name
-                out.stream(text)
-            case FieldCompleted():
-                pass
-            case Finished(text=text, timings=timings, model=model, assessment=assessment):
+            case SentenceChecked(text=text, field=name, before=before):
+                # each sentence once it is finished and through the safety layer
+                if name and name != current_field:
+                    title = STREAMED_FIELDS.get(name, name)
+                    out.stream(("\n\n" if current_field else "") + STREAM_HEADING.format(title=title))
+                    current_field, before = name, ""
+                out.stream(before + text)
+            case FieldDelta() | FieldCompleted():
+                pass  # shown as checked sentences and in the final report
+            case Finished(timings=timings, model=model, assessment=assessment, checked=checked):
                 out.stream("\n")
                 out.note(
                     f"{timings.generated_tokens} tokens · {timings.tokens_per_s:.1f} tok/s · "
                     f"first token {timings.ttft_s:.2f}s · total {timings.total_s:.1f}s"
                 )
                 if assessment is None:
-                    return EXIT_OK, {"text": text, "model": model.to_dict(), "timings": timings.to_dict()}
+                    if checked is None:
+                        return EXIT_ERROR, None
+                    out.stream(_text_mode_footer(checked))
+                    return EXIT_OK, {
+                        **checked.to_dict(),
+                        "model": model.to_dict(),
+                        "timings": timings.to_dict(),
+                    }
                 from engine import to_text
 
                 case = Case(request.note, request.image_path, request.vitals, image_error)
@@ -402,6 +415,21 @@ def _stopped(out: Output, partial: str, stopped_by: list[int]) -> dict:
     where = "in the JSON" if out.answer is sys.stderr else "above"
     out.note(f"cancelled by {cause}; {len(partial)} characters of generated text kept {where}")
     return {"complete": False, "cancelled": True, "partial_text": partial}
+
+
+def _text_mode_footer(checked: CheckedText) -> str:
+    """Under the free text: its safety flags (what it leaves out first) and the notes."""
+    from engine import DISCLAIMER
+
+    lines = ["", "Safety flags:" if checked.flags else "Safety flags: (none)"]
+    lines += [
+        f"- {flag.kind}: {flag.text}" + (f" ({flag.detail})" if flag.detail else "") for flag in checked.flags
+    ]
+    notes = checked.clinical_notes.replace(DISCLAIMER, "").strip()
+    if notes:
+        lines += ["", notes]
+    lines += ["", f"*** {DISCLAIMER} ***", ""]
+    return neutralise("\n".join(lines))
 
 
 def _demo_banner() -> str:

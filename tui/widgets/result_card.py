@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine import DISCLAIMER, Assessment, Finding, Risk
+from engine import DISCLAIMER, Assessment, Case, Finding, Risk, result_limits
 from tui.messages import FindingSelected
 
 LEVEL_CLASSES = {"High": "-high", "Moderate": "-moderate", "Low": "-low"}
@@ -33,21 +33,32 @@ class RiskBadge(Static):
     RiskBadge.-moderate { background: $warning; color: $background; }
     RiskBadge.-low { background: $success; color: $background; }
     RiskBadge.-provisional { text-style: bold italic; }
+    RiskBadge.-incomplete { background: $panel; color: $warning; text-style: bold; }
     """
 
-    def show(self, level: str | None, provisional: bool) -> None:
-        if (level, provisional) == getattr(self, "_shown", None):
+    def show(self, level: str | None, provisional: bool, incomplete: bool = False) -> None:
+        """`incomplete`: NEWS2 from partial vitals, a lower bound; a Low is then never shown green."""
+        if (level, provisional, incomplete) == getattr(self, "_shown", None):
             return  # unchanged: no repaint
-        self._shown = (level, provisional)
+        self._shown = (level, provisional, incomplete)
         for css_class in LEVEL_CLASSES.values():
             self.remove_class(css_class)
-        if level in LEVEL_CLASSES:
+        reassuring = level == "Low" and incomplete
+        if level in LEVEL_CLASSES and not reassuring:
             self.add_class(LEVEL_CLASSES[level])
+        self.set_class(reassuring, "-incomplete")
         self.set_class(provisional, "-provisional")
+        notes = [
+            note for note, shown in (("rules only", provisional), ("NEWS2 INCOMPLETE", incomplete)) if shown
+        ]
         if level is None:
             self.update("RISK: not scored")
         else:
-            self.update(f"RISK: {level.upper()}" + (" (rules only)" if provisional else ""))
+            self.update(f"RISK: {level.upper()}" + (f" ({', '.join(notes)})" if notes else ""))
+
+
+def news2_incomplete(risk: Risk) -> bool:
+    return risk.news2.score is not None and bool(risk.news2.missing)
 
 
 def finding_prompt(finding: Finding) -> Text:
@@ -139,6 +150,14 @@ class ResultCard(VerticalScroll):
     ResultCard #safety {
         color: $warning;
     }
+    ResultCard #limits {
+        color: $warning;
+        text-style: bold;
+        display: none;
+    }
+    ResultCard #limits.-shown {
+        display: block;
+    }
     ResultCard.-pending .section, ResultCard.-pending #findings {
         display: none;
     }
@@ -146,6 +165,7 @@ class ResultCard(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield RiskBadge(id="risk-badge")
+        yield Static(id="limits", markup=False)
         yield Static(id="risk-reasons", markup=False)
         yield Static("Run an assessment with Ctrl+R.", id="summary", classes="-empty", markup=False)
         yield Label("Key findings (F3: show evidence)", classes="section")
@@ -171,6 +191,7 @@ class ResultCard(VerticalScroll):
         self.query_one("#summary").add_class("-empty")
         for widget_id in ("recommendations", "confidence", "safety"):
             self.query_one(f"#{widget_id}", Static).update("")
+        self._show_limits([])
         self.show_rule_risk(risk)
 
     def show_rule_risk(self, risk: Risk | None) -> None:
@@ -180,7 +201,7 @@ class ResultCard(VerticalScroll):
             badge.show(None, provisional=True)
             text = ""
         else:
-            badge.show(risk.rule_level, provisional=True)
+            badge.show(risk.rule_level, provisional=True, incomplete=news2_incomplete(risk))
             text = "\n".join(f"• {reason}" for reason in risk.reasons)
         if text != self._reasons_text:
             self._reasons_text = text
@@ -198,14 +219,23 @@ class ResultCard(VerticalScroll):
         summary.remove_class("-empty")
         summary.update(text)
 
-    def show_assessment(self, assessment: Assessment) -> None:
+    def show_assessment(self, assessment: Assessment, case: Case | None = None) -> None:
         with self.app.batch_update():  # one repaint for the whole card
-            self._show_assessment(assessment)
+            self._show_assessment(assessment, case)
 
-    def _show_assessment(self, assessment: Assessment) -> None:
+    def _show_limits(self, lines: list[str]) -> None:
+        """What the result leaves out, first on the card for as long as the result is shown."""
+        limits = self.query_one("#limits", Static)
+        limits.set_class(bool(lines), "-shown")
+        limits.update("\n".join(f"⚠ {line}" for line in lines))
+
+    def _show_assessment(self, assessment: Assessment, case: Case | None) -> None:
         self.remove_class("-pending")
         self.assessment = assessment
-        self.query_one(RiskBadge).show(assessment.risk_level, provisional=False)
+        self.query_one(RiskBadge).show(
+            assessment.risk_level, provisional=False, incomplete=news2_incomplete(assessment.risk)
+        )
+        self._show_limits(result_limits(assessment, case))
         reasons = self.query_one("#risk-reasons", Static)
         self._reasons_text = (
             "\n".join(f"• {reason}" for reason in assessment.risk.reasons) or "• no rule-based reasons"

@@ -4,6 +4,11 @@ Built for slow SSH links and 2-core machines: text is buffered and drawn at
 most `MAX_REDRAWS_PER_S` times a second (one trailing redraw picks up the
 rest), lines are wrapped here and only the lines that changed are repainted,
 so a new token costs the terminal roughly the width of one line, not a pane.
+
+Checked text and the draft: the sentence the model is writing is shown dimmed
+(`set_draft`) until the engine has checked it; `commit_sentence` then puts the
+checked form in its place, marked with `CHANGED_MARK` when the safety layer
+changed it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
 
 MAX_REDRAWS_PER_S = 20
 HEADING_PREFIX = "▸ "
+CHANGED_MARK = "✎ "  # before a sentence the safety layer changed
 
 
 def wrap_text(text: str, width: int) -> list[str]:
@@ -53,7 +59,12 @@ def _console() -> Console:
 class StreamView(ScrollView, can_focus=True):
     """Append-only text pane with throttled, line-precise redraws."""
 
-    COMPONENT_CLASSES = {"stream-view--heading", "stream-view--placeholder"}
+    COMPONENT_CLASSES = {
+        "stream-view--heading",
+        "stream-view--placeholder",
+        "stream-view--draft",
+        "stream-view--changed",
+    }
 
     DEFAULT_CSS = """
     StreamView {
@@ -77,6 +88,14 @@ class StreamView(ScrollView, can_focus=True):
         color: $text-muted;
         text-style: italic;
     }
+    StreamView > .stream-view--draft {
+        color: $text-muted;
+        text-style: italic;
+    }
+    StreamView > .stream-view--changed {
+        color: $warning;
+        text-style: bold;
+    }
     StreamView.-streaming {
         border: round $warning;
     }
@@ -91,7 +110,11 @@ class StreamView(ScrollView, can_focus=True):
         self.placeholder = placeholder
         self.border_title = "Reasoning"
         self._parts: list[str] = []
+        self._draft = ""  # the sentence being written, not yet checked
         self._lines: list[str] = []
+        self._draft_at = (0, 0)  # (line, cell) where the draft begins on screen
+        self._committed_wrap: tuple[int, int, list[str]] = (-1, 0, [])  # (parts, width, lines)
+        self._replaced = False
         self._wrap_width = 0
         self._redraw_pending = False
         self._last_redraw = 0.0
@@ -100,8 +123,12 @@ class StreamView(ScrollView, can_focus=True):
 
     @property
     def text(self) -> str:
-        """Everything appended so far, drawn or not yet."""
-        return "".join(self._parts)
+        """Everything appended so far, drawn or not yet, the draft included."""
+        return "".join(self._parts) + self._draft
+
+    @property
+    def draft(self) -> str:
+        return self._draft
 
     @property
     def shown_text(self) -> str:
@@ -114,6 +141,18 @@ class StreamView(ScrollView, can_focus=True):
         self._parts.append(text)
         self._schedule_redraw()
 
+    def set_draft(self, text: str) -> None:
+        """Show `text` dimmed after the checked text: the sentence being written."""
+        if text != self._draft:
+            self._draft = text
+            self._schedule_redraw()
+
+    def commit_sentence(self, before: str, raw: str, text: str, changed: bool) -> None:
+        """The draft's first sentence (`before` + `raw`) is replaced by its checked form `text`."""
+        consumed = len(before) + len(raw)
+        self._draft = self._draft[consumed:] if self._draft.startswith(before + raw) else ""
+        self.append(before + (CHANGED_MARK + text if changed else text))
+
     def heading(self, title: str) -> None:
         """Start a titled section, e.g. the next field the model writes."""
         prefix = "\n\n" if self._parts else ""
@@ -123,6 +162,7 @@ class StreamView(ScrollView, can_focus=True):
         if not self._parts and not self._lines:
             return  # already empty: no repaint
         self._parts.clear()
+        self._draft = ""
         self._lines = []
         self.virtual_size = Size(0, 0)
         self.scroll_to(0, 0, animate=False)
@@ -131,6 +171,8 @@ class StreamView(ScrollView, can_focus=True):
     def show_message(self, text: str) -> None:
         """Replace the content with one message, drawn at once."""
         self._parts = [text]
+        self._draft = ""
+        self._replaced = True
         self._redraw()
 
     def _schedule_redraw(self) -> None:
@@ -150,16 +192,24 @@ class StreamView(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width or self.size.width
         if width <= 0:
             return
-        new_lines = wrap_text(self.text, width - 1) if self._parts else []
+        new_lines = wrap_text(self.text, width - 1) if self.text else []
         old_lines = self._lines
+        old_draft_at = self._draft_at
+        self._draft_at = self._draft_start(width - 1, new_lines)
         self._lines = new_lines
         self._wrap_width = width
         self.redraw_count += 1
         viewport = max(1, self.scrollable_content_region.height)
         top = self.scroll_offset.y
-        if len(new_lines) < len(old_lines):  # replaced or cleared: start again from the top
+        replaced, self._replaced = self._replaced, False
+        if len(new_lines) < len(old_lines) and (replaced or not new_lines):
+            # replaced or cleared: start again from the top
             self.virtual_size = Size(width, len(new_lines))
             self.scroll_to(0, 0, animate=False, immediate=True, force=True)
+            self.refresh()
+            return
+        if len(new_lines) < len(old_lines):  # a checked sentence shorter than its draft
+            self.virtual_size = Size(width, max(len(new_lines), viewport))
             self.refresh()
             return
         following = not old_lines or len(old_lines) - 1 < top + viewport
@@ -178,6 +228,11 @@ class StreamView(ScrollView, can_focus=True):
             if old != new:
                 first_changed = index
                 break
+        if self._draft_at != old_draft_at:
+            # the draft moved on: the lines it covered lose their dimming
+            row = min(old_draft_at[0], self._draft_at[0])
+            if row < first_changed:
+                self.refresh_lines(row - top, min(first_changed, len(new_lines)) - row)
         if first_changed >= len(new_lines):
             return
         if first_changed < len(old_lines):
@@ -189,6 +244,18 @@ class StreamView(ScrollView, can_focus=True):
             first_changed += 1
         if first_changed < len(new_lines):
             self.refresh_lines(first_changed, len(new_lines) - first_changed)
+
+    def _draft_start(self, width: int, lines: list[str]) -> tuple[int, int]:
+        """(line, cell) of the first draft character: where the checked text ends when wrapped alone."""
+        if not self._draft:
+            return (len(lines), 0)
+        parts, wrapped_width, committed = self._committed_wrap
+        if (parts, wrapped_width) != (len(self._parts), width):
+            committed = wrap_text("".join(self._parts), width) if self._parts else []
+            self._committed_wrap = (len(self._parts), width, committed)
+        if not committed:
+            return (0, 0)
+        return (len(committed) - 1, cell_len(committed[-1]))
 
     def on_resize(self) -> None:
         if self._parts and self.size.width != self._wrap_width:
@@ -211,4 +278,15 @@ class StreamView(ScrollView, can_focus=True):
         style = base
         if line.startswith(HEADING_PREFIX):
             style = base + self.get_component_rich_style("stream-view--heading")
-        return Strip([Segment(line, style)], cell_len(line)).adjust_cell_length(width, base)
+        draft_line, draft_cell = self._draft_at
+        split = len(line) if index < draft_line else 0 if index > draft_line else draft_cell
+        checked, draft = line[:split], line[split:]
+        segments = []
+        while CHANGED_MARK in checked:
+            before, checked = checked.split(CHANGED_MARK, 1)
+            mark = base + self.get_component_rich_style("stream-view--changed")
+            segments += [Segment(before, style), Segment(CHANGED_MARK, mark)]
+        segments.append(Segment(checked, style))
+        if draft:
+            segments.append(Segment(draft, base + self.get_component_rich_style("stream-view--draft")))
+        return Strip(segments, cell_len(line)).adjust_cell_length(width, base)

