@@ -51,6 +51,7 @@ from engine.events import (
     Token,
 )
 from engine.jsonstream import JsonFieldStream
+from engine.notefacts import read_note
 from engine.prompts import PromptContext
 from engine.risk import NEWS2_PARAMETERS, risk_from_note
 from engine.safety import ensure_disclaimer
@@ -172,8 +173,9 @@ class Engine:
         context = PromptContext()
         scored: tuple[Risk, list[ImageFinding]] | None = None
         image_refusal: str | None = None
+        facts = read_note(note)
+        risk = risk_from_note(facts, request.vitals)
         if request.mode == "assessment":
-            risk = risk_from_note(note, request.vitals)
             yield RiskScored(risk)
             image_findings, image_event = await self._analyse_image(request)
             if image_event:
@@ -216,7 +218,7 @@ class Engine:
         yield PhaseChanged("prompt")
         pieces: list[str] = []
         fields = JsonFieldStream() if scored else None
-        checks = StreamChecks(note, scored[1] if scored else None)
+        checks = StreamChecks(facts, scored[1] if scored else None, risk.rule_level)
         prompt: wire.PromptReady | None = None
         replies = self._backend.generate(job)
         try:

@@ -4,8 +4,9 @@ The model's free text (text mode, and the reasoning and summary an assessment
 streams) reaches the clinician one finished sentence at a time, each already
 through the safety layer:
 
-* diagnostic statements reframed and flagged (`engine.safety.reframe`);
-* medication statements flagged (`engine.safety.flag_medications`);
+* advice that contradicts the NEWS2 band withheld, results the note never
+  mentions replaced, diagnostic statements reframed and medication statements
+  flagged (`engine.safety.check_text`);
 * claims about the patient (a sentence with a number, or one that reports a
   test or imaging result) checked against the note with
   `engine.safety.check_findings`; a claim the note does not support is flagged
@@ -29,8 +30,9 @@ import re
 from dataclasses import dataclass, field
 
 from engine.events import SentenceChecked
-from engine.safety import check_findings, flag_medications, reframe, sentence_spans
-from engine.schema import ImageFinding, ModelFinding, SafetyFlag
+from engine.notefacts import NoteFacts
+from engine.safety import check_findings, check_text, sentence_spans
+from engine.schema import ImageFinding, ModelFinding, RiskLevel, SafetyFlag
 
 NOT_IN_NOTE = "[not in the note] "
 # Sentences worth checking against the note: they state a value or a result.
@@ -52,11 +54,13 @@ MIN_LOOP_CHARS = 24
 
 
 def check_sentence(
-    sentence: str, note: str, image_findings: list[ImageFinding] | None = None
+    sentence: str,
+    note: str | NoteFacts,
+    image_findings: list[ImageFinding] | None = None,
+    rule_band: RiskLevel | None = None,
 ) -> tuple[str, list[SafetyFlag]]:
     """The checked form of one sentence and the flags it raised."""
-    text, flags = reframe(sentence)
-    flags.extend(flag_medications(sentence))
+    text, flags = check_text(sentence, note, rule_band)
     is_claim = (
         len(sentence.split()) >= MIN_CLAIM_WORDS  # not a list number ("2.") or a heading
         and _CLAIM_RE.search(sentence)
@@ -64,8 +68,12 @@ def check_sentence(
         and not sentence.rstrip().endswith("?")
     )
     if is_claim:
+        facts = note if isinstance(note, NoteFacts) else None
         findings, _ = check_findings(
-            [ModelFinding.model_construct(finding=sentence, evidence=sentence)], note, image_findings or []
+            [ModelFinding.model_construct(finding=sentence, evidence=sentence)],
+            facts.note if facts else str(note),
+            image_findings or [],
+            facts,
         )
         if not findings[0].supported:
             flags.append(SafetyFlag(kind="unsupported-claim", text=sentence, detail=findings[0].reason))
@@ -156,9 +164,15 @@ def _ordinal(n: int) -> str:
 class StreamChecks:
     """The free text of one answer, checked as it streams: one `SentenceStream` per field."""
 
-    def __init__(self, note: str, image_findings: list[ImageFinding] | None = None) -> None:
+    def __init__(
+        self,
+        note: str | NoteFacts,
+        image_findings: list[ImageFinding] | None = None,
+        rule_band: RiskLevel | None = None,
+    ) -> None:
         self.note = note
         self.image_findings = image_findings or []
+        self.rule_band = rule_band
         self.guard = RepetitionGuard()
         self.sentences: dict[str, list[SentenceChecked]] = {}
         self._streams: dict[str, SentenceStream] = {}
@@ -191,7 +205,7 @@ class StreamChecks:
         for before, sentence in finished:
             if self.guard.sentence(sentence):
                 break  # the repeat is not shown; generation is stopped
-            text, flags = check_sentence(sentence, self.note, self.image_findings)
+            text, flags = check_sentence(sentence, self.note, self.image_findings, self.rule_band)
             checked = SentenceChecked(text, sentence, text != sentence, tuple(flags), field_name, before)
             self.sentences.setdefault(field_name, []).append(checked)
             out.append(checked)

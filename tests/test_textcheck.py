@@ -98,3 +98,17 @@ def test_a_loop_without_full_stops_is_caught_and_ordinary_text_is_not():
     assert "pneumonia and sepsis" in looping.reason
     dashes = RepetitionGuard()
     assert not dashes.text("-" * 60)  # a rule of dashes is layout, not a loop
+
+
+def test_streamed_advice_that_contradicts_a_high_band_is_withheld_and_flagged():
+    note = "72M, confused. RR 26, SpO2 91% on air, BP 92/58, HR 118, T 39.4."
+    checks = StreamChecks(note, rule_band="High")
+    sentences = checks.feed("", "Discharge home without review. ") + checks.finish("")
+    assert "Discharge home" not in checks.text("")
+    assert sentences and sentences[0].changed
+    assert [flag.kind for flag in checks.flags()][0] == "advice-contradicts-risk"
+    # the same advice under a Low band is left to the clinician
+    low = StreamChecks("Sore throat for 2 days. RR 14, HR 72, T 37.0.", rule_band="Low")
+    low.feed("", "Discharge home without review. ")
+    low.finish("")
+    assert "Discharge home" in low.text("")
