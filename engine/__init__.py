@@ -34,6 +34,17 @@ if TYPE_CHECKING:
         gather_facts,
     )
     from engine.engine import MAX_NOTE_CHARS, Engine
+    from engine.evaluation import (
+        ACCEPTANCE_CASES,
+        CaseFileError,
+        CaseResult,
+        EvalCase,
+        Evaluation,
+        ModelReport,
+        ReportContext,
+        load_cases,
+        write_report,
+    )
     from engine.events import (
         AnalysisRequest,
         Cancelled,
@@ -132,9 +143,20 @@ _SOURCES: dict[str, str] = {
     "ImageModelFacts": "engine.doctor",
     "TOOLS": "engine.tools",
     "run_tool": "engine.tools",
+    # the model acceptance check: known cases through the engine, and its report
+    "ACCEPTANCE_CASES": "engine.evaluation",
+    "CaseFileError": "engine.evaluation",
+    "CaseResult": "engine.evaluation",
+    "EvalCase": "engine.evaluation",
+    "Evaluation": "engine.evaluation",
+    "ModelReport": "engine.evaluation",
+    "ReportContext": "engine.evaluation",
+    "load_cases": "engine.evaluation",
+    "write_report": "engine.evaluation",
 }
 
 __all__ = [
+    "ACCEPTANCE_CASES",
     "DISCLAIMER",
     "DEMO_MODEL_WARNING",
     "FRONT_END_KEYS",
@@ -144,9 +166,13 @@ __all__ = [
     "Assessment",
     "Cancelled",
     "Case",
+    "CaseFileError",
+    "CaseResult",
     "ConfigError",
     "DoctorFacts",
     "Engine",
+    "EvalCase",
+    "Evaluation",
     "Event",
     "Failed",
     "FieldCompleted",
@@ -164,9 +190,11 @@ __all__ = [
     "ModelInfo",
     "ModelLoaded",
     "ModelLoading",
+    "ModelReport",
     "Phase",
     "PhaseChanged",
     "PromptPrepared",
+    "ReportContext",
     "Risk",
     "RiskScored",
     "SafetyFlag",
@@ -184,6 +212,7 @@ __all__ = [
     "export_assessment",
     "gather_facts",
     "handoff_markdown",
+    "load_cases",
     "neutralise",
     "preview_risk",
     "preview_thumbnail",
@@ -193,6 +222,7 @@ __all__ = [
     "run_tool",
     "to_markdown",
     "to_text",
+    "write_report",
 ]
 
 
