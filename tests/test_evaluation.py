@@ -173,11 +173,15 @@ def test_eval_on_the_demo_model_writes_both_reports(tmp_path):
     }
     for case, shipped in zip(model["cases"], CASES[:2], strict=True):
         assert case["id"] == shipped.id
-        assert case["rules"] == case["expected"] == {
-            "news2": shipped.expected.news2,
-            "qsofa": shipped.expected.qsofa,
-            "band": shipped.expected.band,
-        }
+        assert (
+            case["rules"]
+            == case["expected"]
+            == {
+                "news2": shipped.expected.news2,
+                "qsofa": shipped.expected.qsofa,
+                "band": shipped.expected.band,
+            }
+        )
         assert case["outcome"] == "finished" and 0 < case["generated_tokens"] <= 24
         assert case["tokens_per_s"] > 0 and case["time_to_first_token_s"] > 0
         assert case["total_s"] >= case["time_to_first_token_s"]
@@ -191,7 +195,9 @@ def test_eval_on_the_demo_model_writes_both_reports(tmp_path):
 
 def test_compare_runs_two_model_files_side_by_side(tmp_path, smollm2_path):
     out = tmp_path / "report"
-    result = cli("eval", "--limit", "1", "--max-tokens", "16", "--compare", str(smollm2_path), "--out", str(out))
+    result = cli(
+        "eval", "--limit", "1", "--max-tokens", "16", "--compare", str(smollm2_path), "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "report.json").read_text())
     files = [model["model"]["file"] for model in data["models"]]
