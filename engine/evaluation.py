@@ -527,6 +527,9 @@ def report_markdown(reports: Sequence[ModelReport], context: ReportContext) -> s
         "",
     ]
     lines += _overall_table(reports)
+    if len(reports) > 1:
+        lines += ["", "## Cases side by side", ""]
+        lines += _side_by_side_table(reports)
     lines += ["", "## Cases", ""]
     for report in reports:
         if len(reports) > 1:
@@ -585,6 +588,26 @@ def _percent(rate: float | None) -> str:
 
 def _loud(count: int) -> str:
     return f"**{count} MISMATCH**" if count else "0"
+
+
+def _side_by_side_table(reports: Sequence[ModelReport]) -> list[str]:
+    """One row a case: the rule band, then each model's JSON validity, level and speed."""
+    by_model = [{case.id: case for case in report.cases} for report in reports]
+    case_ids = list(dict.fromkeys(case.id for report in reports for case in report.cases))
+    headings = ["case", "rule band"] + [f"{report.label}: JSON · level · tok/s" for report in reports]
+    lines = ["| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)]
+    for case_id in case_ids:
+        present = [results.get(case_id) for results in by_model]
+        band = next((c.rules.band for c in present if c is not None and c.rules is not None), None)
+        cells = [case_id, band or "–"]
+        for case in present:
+            if case is None:
+                cells.append("not run")
+            else:
+                validity = "valid" if case.valid_json else "**invalid**"
+                cells.append(f"{validity} · {case.model_level or '–'} · {case.tokens_per_s:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _case_table(report: ModelReport) -> list[str]:

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.timeout(600)
 CASES = load_cases()
 
 
-def cli(*args: str, timeout: float = 500) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 580) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tui.cli", *args],
         capture_output=True,
@@ -148,16 +148,38 @@ def test_a_rule_score_mismatch_is_shown_loudly():
     assert data["models"][0]["cases"][0]["level_vs_band"] == "above band"  # against the rule band
 
 
+def test_two_models_are_shown_side_by_side_case_by_case():
+    def result(level, valid, speed):
+        return CaseResult(
+            id="edge",
+            outcome="finished",
+            rules=RuleScores(news2=5, qsofa=1, band="Moderate"),
+            expected=Expected(news2=5, qsofa=1, band="Moderate"),
+            valid_json=valid,
+            model_level=level,
+            tokens_per_s=speed,
+        )
+
+    reports = [
+        ModelReport("a.gguf", {"file": "a.gguf"}, 1, (result("Moderate", True, 9.5),), complete=True),
+        ModelReport("b.gguf", {"file": "b.gguf"}, 1, (result(None, False, 20.0),), complete=True),
+    ]
+    context = ReportContext(case_set="cases.jsonl", max_tokens=64, started=datetime.now())
+    lines = report_markdown(reports, context).splitlines()
+    assert "| edge | Moderate | valid · Moderate · 9.5 | **invalid** · – · 20.0 |" in lines
+    assert "| valid JSON | 1/1 (100%) | 0/1 (0%) |" in lines
+
+
 # --- the command, on real models ---------------------------------------------------------
 
 
 def test_eval_on_the_demo_model_writes_both_reports(tmp_path):
     out = tmp_path / "report"
-    result = cli("eval", "--limit", "2", "--max-tokens", "24", "--out", str(out))
+    result = cli("eval", "--limit", "2", "--max-tokens", "8", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "case 2/2" in result.stderr  # plain progress lines: stderr is not a terminal here
     data = json.loads((out / "report.json").read_text())
-    assert data["complete"] is True and data["max_tokens"] == 24
+    assert data["complete"] is True and data["max_tokens"] == 8
     (model,) = data["models"]
     assert model["model"]["demo"] is True
     overall = model["overall"]
@@ -182,7 +204,7 @@ def test_eval_on_the_demo_model_writes_both_reports(tmp_path):
                 "band": shipped.expected.band,
             }
         )
-        assert case["outcome"] == "finished" and 0 < case["generated_tokens"] <= 24
+        assert case["outcome"] == "finished" and 0 < case["generated_tokens"] <= 8
         assert case["tokens_per_s"] > 0 and case["time_to_first_token_s"] > 0
         assert case["total_s"] >= case["time_to_first_token_s"]
         assert "demo-model" in case["flags"]  # every demo-model answer carries its warning flag
@@ -196,7 +218,7 @@ def test_eval_on_the_demo_model_writes_both_reports(tmp_path):
 def test_compare_runs_two_model_files_side_by_side(tmp_path, smollm2_path):
     out = tmp_path / "report"
     result = cli(
-        "eval", "--limit", "1", "--max-tokens", "16", "--compare", str(smollm2_path), "--out", str(out)
+        "eval", "--limit", "1", "--max-tokens", "8", "--compare", str(smollm2_path), "--out", str(out)
     )
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "report.json").read_text())
@@ -210,7 +232,7 @@ def test_compare_runs_two_model_files_side_by_side(tmp_path, smollm2_path):
 def test_ctrl_c_keeps_finished_cases_and_marks_the_report_incomplete(tmp_path):
     out = tmp_path / "report"
     process = subprocess.Popen(
-        [sys.executable, "-u", "-m", "tui.cli", "eval", "--max-tokens", "16", "--out", str(out)],
+        [sys.executable, "-u", "-m", "tui.cli", "eval", "--max-tokens", "8", "--out", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -451,7 +451,7 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"{report.label}: {overall['cases_run']} of {overall['cases_planned']} cases · valid JSON "
             f"{overall['valid_json']}/{overall['cases_run']} · model level agrees with the band "
-            f"{overall['level_vs_band']['agrees']} · {overall['mean_tokens_per_s']} tok/s",
+            f"{overall['level_vs_band']['agrees']} · {overall['mean_tokens_per_s'] or '–'} tok/s",
             file=sys.stderr,
         )
         if report.error:
