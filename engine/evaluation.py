@@ -21,7 +21,7 @@ import json
 import re
 import statistics
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -400,35 +400,41 @@ class Evaluation:
         )
         rules: RuleScores | None = None
         model: dict[str, Any] = {}
-        async for event in self._engine.run(request):
-            match event:
-                case RiskScored(risk=risk):
-                    rules = RuleScores.of(risk)
-                case ModelLoaded(info=info):
-                    model = info.to_dict()
-                case Finished(timings=timings, model=info, assessment=assessment):
-                    model = info.to_dict()
-                    result = CaseResult(
-                        id=case.id,
-                        outcome="finished",
-                        rules=rules,
-                        expected=case.expected,
-                        valid_json=assessment is not None and assessment.complete,
-                        model_level=assessment.risk.model_level if assessment else None,
-                        flag_counts=_flag_counts(assessment),
-                        asserted=_asserted_words(assessment, case.must_not_assert),
-                        generated_tokens=timings.generated_tokens,
-                        tokens_per_s=timings.tokens_per_s,
-                        ttft_s=timings.ttft_s,
-                        total_s=timings.total_s,
-                    )
-                    return result, model, "next"
-                case Cancelled():
-                    return _failed(case, rules, "cancelled"), model, "cancelled"
-                case Failed(message=message, kind=kind, timings=timings):
-                    total = timings.total_s if timings else 0.0
-                    next_step: NextStep = "no-model" if kind == "bad-model" else "next"
-                    return _failed(case, rules, message, total), model, next_step
+        events = self._engine.run(request)
+        try:
+            async for event in events:
+                match event:
+                    case RiskScored(risk=risk):
+                        rules = RuleScores.of(risk)
+                    case ModelLoaded(info=info):
+                        model = info.to_dict()
+                    case Finished(timings=timings, model=info, assessment=assessment):
+                        model = info.to_dict()
+                        result = CaseResult(
+                            id=case.id,
+                            outcome="finished",
+                            rules=rules,
+                            expected=case.expected,
+                            valid_json=assessment is not None and assessment.complete,
+                            model_level=assessment.risk.model_level if assessment else None,
+                            flag_counts=_flag_counts(assessment),
+                            asserted=_asserted_words(assessment, case.must_not_assert),
+                            generated_tokens=timings.generated_tokens,
+                            tokens_per_s=timings.tokens_per_s,
+                            ttft_s=timings.ttft_s,
+                            total_s=timings.total_s,
+                        )
+                        return result, model, "next"
+                    case Cancelled():
+                        return _failed(case, rules, "cancelled"), model, "cancelled"
+                    case Failed(message=message, kind=kind, timings=timings):
+                        total = timings.total_s if timings else 0.0
+                        next_step: NextStep = "no-model" if kind == "bad-model" else "next"
+                        return _failed(case, rules, message, total), model, next_step
+        finally:
+            # closed here, not whenever it is garbage-collected: the engine serves one request at a time
+            if isinstance(events, AsyncGenerator):
+                await events.aclose()
         return _failed(case, rules, "the engine ended without an answer"), model, "next"
 
 

@@ -422,6 +422,10 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
             raise ValueError(f"--limit must be at least 1, not {args.limit}")
         cases = cases[: args.limit]
         all_settings = [settings]
+        for model in (args.model, args.compare):
+            # each file is checked before any case runs, not after the first model's whole run
+            if model and not Path(model).expanduser().is_file():
+                raise ValueError(f"model file not found: {model}")
         if args.compare:
             other = Settings.resolve(
                 model=args.compare,
