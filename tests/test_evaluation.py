@@ -7,6 +7,7 @@ on SmolLM2.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from datetime import datetime
 import pytest
 from conftest import REPO
 
+from engine import AnalysisRequest, Cancelled, Engine, Finished, Settings, Token
 from engine.evaluation import (
     ACCEPTANCE_CASES,
     CaseFileError,
@@ -252,3 +254,28 @@ def test_ctrl_c_keeps_finished_cases_and_marks_the_report_incomplete(tmp_path):
     (model,) = data["models"]
     assert model["cases"][0]["id"] == CASES[0].id and 1 <= len(model["cases"]) < len(CASES)
     assert "**INCOMPLETE: stopped by Ctrl+C" in (out / "report.md").read_text()
+
+
+async def test_a_stop_reaches_a_request_that_follows_one_left_unclosed():
+    """`eval` stops a case part-way on Ctrl+C. Leaving the previous request's stream at `Finished`
+    (a `return` or `break` inside `async for`) leaves it to be closed later; that late close
+    must not make the engine lose track of the request now running, or the stop never reaches it."""
+    engine = Engine(Settings.resolve())
+    note = CASES[0].note
+    try:
+        async for event in engine.run(AnalysisRequest(note=note, max_tokens=4)):
+            if isinstance(event, Finished):
+                break
+        events = []
+
+        async def second_request():
+            async for event in engine.run(AnalysisRequest(note=note, max_tokens=2000)):
+                events.append(event)
+                if isinstance(event, Token) and event.index == 1:
+                    engine.cancel()
+
+        await asyncio.wait_for(second_request(), 400)
+    finally:
+        await engine.close()
+    assert isinstance(events[-1], Cancelled), events[-1]
+    assert sum(isinstance(event, Token) for event in events) < 100
