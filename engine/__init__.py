@@ -35,6 +35,17 @@ if TYPE_CHECKING:
         gather_facts,
     )
     from engine.engine import MAX_NOTE_CHARS, Engine
+    from engine.evaluation import (
+        ACCEPTANCE_CASES,
+        CaseFileError,
+        CaseResult,
+        EvalCase,
+        Evaluation,
+        ModelReport,
+        ReportContext,
+        load_cases,
+        write_report,
+    )
     from engine.events import (
         AnalysisRequest,
         Cancelled,
@@ -159,9 +170,20 @@ _SOURCES: dict[str, str] = {
     "ImageModelFacts": "engine.doctor",
     "TOOLS": "engine.tools",
     "run_tool": "engine.tools",
+    # the model acceptance check: known cases through the engine, and its report
+    "ACCEPTANCE_CASES": "engine.evaluation",
+    "CaseFileError": "engine.evaluation",
+    "CaseResult": "engine.evaluation",
+    "EvalCase": "engine.evaluation",
+    "Evaluation": "engine.evaluation",
+    "ModelReport": "engine.evaluation",
+    "ReportContext": "engine.evaluation",
+    "load_cases": "engine.evaluation",
+    "write_report": "engine.evaluation",
 }
 
 __all__ = [
+    "ACCEPTANCE_CASES",
     "DISCLAIMER",
     "DEMO_MODEL_WARNING",
     "FRONT_END_KEYS",
@@ -173,9 +195,13 @@ __all__ = [
     "Case",
     "ChainReport",
     "CheckedText",
+    "CaseFileError",
+    "CaseResult",
     "ConfigError",
     "DoctorFacts",
     "Engine",
+    "EvalCase",
+    "Evaluation",
     "Event",
     "Failed",
     "FieldCompleted",
@@ -194,9 +220,11 @@ __all__ = [
     "ModelLoaded",
     "ModelLoading",
     "NoteFacts",
+    "ModelReport",
     "Phase",
     "PhaseChanged",
     "PromptPrepared",
+    "ReportContext",
     "Risk",
     "RiskScored",
     "RunRecord",
@@ -217,6 +245,7 @@ __all__ = [
     "exports_dir",
     "gather_facts",
     "handoff_markdown",
+    "load_cases",
     "neutralise",
     "open_history",
     "preview_risk",
@@ -231,6 +260,7 @@ __all__ = [
     "scan_note",
     "to_markdown",
     "to_text",
+    "write_report",
 ]
 
 

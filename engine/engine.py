@@ -298,7 +298,8 @@ class Engine:
                         ):
                             yield event
         finally:
-            self._active_job = None
+            if self._active_job == job.id:  # a later request may already be running
+                self._active_job = None
             await replies.aclose()  # cancels the job if the consumer stopped reading early
 
     async def _finish(

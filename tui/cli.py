@@ -47,7 +47,7 @@ from engine import (
 from tui.history_command import add_history_parser
 
 if TYPE_CHECKING:
-    from engine import Engine
+    from engine import CaseResult, Engine, EvalCase, ModelReport
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 STOP_SIGNALS = tuple(
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         from tui.history_command import run_history
 
         return run_history(args)
-    if command in ("analyze", "demo"):
+    if command in ("analyze", "demo", "eval"):
         _stop_quietly_on_signals()
     try:
         settings = Settings.resolve(
@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"medgemma-tui: cannot read the examples: {_one_line(exc)}", file=sys.stderr)
             return EXIT_BAD_INPUT
         return _run_headless(settings, requests, args.json, origin="demo")
+    if command == "eval":
+        return _run_eval(args, settings)
     parser.error(f"unknown command {command}")  # exits with status 2 (EXIT_BAD_INPUT)
 
 
@@ -207,6 +209,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--examples", type=Path, default=EXAMPLES_DIR, help="folder of example case JSON files")
     commands.add_parser("doctor", parents=[common], help="check the installation, hardware and model files")
     add_history_parser(commands)
+    evaluation = commands.add_parser(
+        "eval", parents=[common], help="acceptance check: run known cases on a model file and write a report"
+    )
+    evaluation.add_argument(
+        "--cases", type=Path, help="JSONL file of cases (default: the bundled acceptance case set)"
+    )
+    evaluation.add_argument(
+        "--compare", metavar="OTHER.gguf", help="run a second model file on the same cases"
+    )
+    evaluation.add_argument(
+        "--out", type=Path, default=Path("eval-report"), help="folder for report.md and report.json"
+    )
+    evaluation.add_argument("--max-tokens", type=int, help="longest answer in tokens (default 1024)")
+    evaluation.add_argument("--limit", type=int, help="run only the first N cases")
 
     for tool in TOOLS.values():
         # the tool parses its own arguments when it runs, so its modules load only then
@@ -430,6 +446,146 @@ def _text_mode_footer(checked: CheckedText) -> str:
         lines += ["", notes]
     lines += ["", f"*** {DISCLAIMER} ***", ""]
     return neutralise("\n".join(lines))
+
+
+def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    """`eval`: each model file in turn over the cases, then the report, also when stopped early."""
+    from datetime import datetime
+
+    from engine import ACCEPTANCE_CASES, CaseFileError, ReportContext, load_cases, write_report
+
+    case_file = args.cases or ACCEPTANCE_CASES
+    try:
+        cases = load_cases(case_file)
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit must be at least 1, not {args.limit}")
+        cases = cases[: args.limit]
+        all_settings = [settings]
+        for model in (args.model, args.compare):
+            # each file is checked before any case runs, not after the first model's whole run
+            if model and not Path(model).expanduser().is_file():
+                raise ValueError(f"model file not found: {model}")
+        if args.compare:
+            other = Settings.resolve(
+                model=args.compare,
+                threads=args.threads,
+                ctx=args.ctx,
+                gpu_layers=args.gpu_layers,
+                vision_model=args.vision_model,
+                max_tokens=args.max_tokens,
+            )
+            other.check_model_file()
+            all_settings.append(other)
+    except (CaseFileError, ConfigError, ValueError) as exc:
+        print(f"medgemma-tui: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    started = datetime.now().astimezone()
+    reports, stopped_by = asyncio.run(_evaluate(all_settings, cases))
+    _stop_quietly_on_signals()  # the loop gave the signals back to Python's defaults
+    context = ReportContext(
+        case_set=str(case_file),
+        max_tokens=settings.max_tokens,
+        started=started,
+        stopped_by=_signal_name(stopped_by) if stopped_by else "",
+    )
+    markdown, data = write_report(reports, context, args.out)
+    for report in reports:
+        overall = report.overall()
+        print(
+            f"{report.label}: {overall['cases_run']} of {overall['cases_planned']} cases · valid JSON "
+            f"{overall['valid_json']}/{overall['cases_run']} · model level agrees with the band "
+            f"{overall['level_vs_band']['agrees']} · {overall['mean_tokens_per_s'] or '–'} tok/s",
+            file=sys.stderr,
+        )
+        if report.error:
+            print(f"medgemma-tui: {report.label} stopped: {report.error}", file=sys.stderr)
+    print(f"report: {markdown} and {data}", file=sys.stderr)
+    mismatches = sum(report.overall()["rule_mismatches"] for report in reports)
+    if mismatches:
+        print(
+            f"medgemma-tui: RULE SCORE MISMATCH in {mismatches} case(s): the vitals reader or scorer "
+            "disagrees with the expected values; see the report",
+            file=sys.stderr,
+        )
+    if stopped_by:
+        print(
+            f"medgemma-tui: stopped by {_signal_name(stopped_by)}; the report is marked incomplete",
+            file=sys.stderr,
+        )
+        return 128 + stopped_by
+    if mismatches or any(report.error for report in reports):
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+async def _evaluate(
+    all_settings: list[Settings], cases: list[EvalCase]
+) -> tuple[list[ModelReport], int | None]:
+    """Each model file over the cases in turn; a stop signal ends the run, keeping finished cases."""
+    from engine import Evaluation
+
+    reports: list[ModelReport] = []
+    stopped_by: list[int] = []
+    current: list[Evaluation] = []
+    progress = _Progress()
+
+    def on_stop(signum: int) -> None:
+        if stopped_by:  # a second signal while stopping: end now, quietly
+            os._exit(128 + stopped_by[0])
+        stopped_by.append(signum)
+        if current:
+            current[-1].cancel()
+
+    loop = asyncio.get_running_loop()
+    for stop_signal in STOP_SIGNALS:
+        loop.add_signal_handler(stop_signal, on_stop, stop_signal)
+    for settings in all_settings:
+        if stopped_by:
+            break
+        evaluation = Evaluation(settings, cases)
+        current.append(evaluation)
+        name = settings.model_path.name if settings.model_path else "embedded demo model"
+        progress.start(name)
+        reports.append(await evaluation.run(progress.update))
+        progress.end()
+    return reports, stopped_by[0] if stopped_by else None
+
+
+class _Progress:
+    """A progress bar on stderr when it is a terminal; one plain line per case otherwise."""
+
+    WIDTH = 24
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty()
+        self.model = ""
+
+    def start(self, model: str) -> None:
+        self.model = model
+        print(f"evaluating {model}", file=sys.stderr, flush=True)
+
+    def update(self, done: int, total: int, case_id: str, result: CaseResult | None) -> None:
+        if self.live:
+            filled = self.WIDTH * done // max(total, 1)
+            bar = "#" * filled + "-" * (self.WIDTH - filled)
+            sys.stderr.write(f"\r\x1b[2K[{bar}] {done}/{total} {neutralise(case_id)[:40]}")
+            sys.stderr.flush()
+        elif result is not None:
+            level = result.model_level or "no level"
+            outcome = "valid JSON" if result.valid_json else "invalid JSON"
+            if result.error:
+                outcome = f"failed: {neutralise(result.error)}"
+            print(
+                f"case {done}/{total} {neutralise(case_id)}: {outcome}, model {level}, "
+                f"rule band {result.rules.band if result.rules else None}, {result.tokens_per_s:.1f} tok/s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def end(self) -> None:
+        if self.live:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 def _demo_banner() -> str:
