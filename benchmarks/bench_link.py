@@ -35,8 +35,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import record  # noqa: E402
 from bench_tui import NOTE, PtyApp, history_rows  # noqa: E402
+
+from benchmarks._common import record  # noqa: E402
 
 TYPED_TEXT = "cough and fever for two days"  # 28 characters, as in the original measurement
 TO_FIRST_VITAL = ["\t", "\t"]  # note -> image path -> the form's first field (focus moves, not counted)

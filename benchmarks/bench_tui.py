@@ -46,6 +46,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks._common import record  # noqa: E402
+
 NOTE = (
     "72 year old man, cough and fever for 2 days, now short of breath. RR 26, SpO2 91% on room air, "
     "BP 95/60, HR 118, temperature 38.9. New confusion this morning. Lives alone, type 2 diabetes."
@@ -154,7 +156,9 @@ def history_rows(data: Path) -> list[dict]:
         with sqlite3.connect(path, timeout=1) as connection:
             return [
                 json.loads(row[0])
-                for row in connection.execute("SELECT timings_json FROM assessments ORDER BY id")
+                for row in connection.execute(
+                    "SELECT timings_json FROM runs WHERE status = 'completed' ORDER BY id"
+                )
             ]
     except sqlite3.Error:
         return []
@@ -258,7 +262,10 @@ def tui_run(data: Path, measure_latency: bool) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2, help="runs of each kind (default 2)")
+    parser.add_argument("--quick", action="store_true", help="one run of each kind, to check it runs")
     args = parser.parse_args()
+    if args.quick:
+        args.runs = 1
     root = Path(tempfile.mkdtemp(prefix="bench-tui-"))
     try:
         from engine.config import Settings
@@ -291,6 +298,8 @@ def main() -> int:
             f"TUI tokens/s      (median of {len(tui)}): {tui_tps:.1f}  {[round(r['tokens_per_s'], 1) for r in tui]}"
         )
         print(f"TUI / headless tokens/s: {tui_tps / headless_tps:.3f}  (goal >= 0.95)")
+        record("TUI ÷ headless tokens/s", tui_tps / headless_tps, "≥ 0.95")
+        record("bytes to the terminal per generated token", bytes_per_token, "≤ 250", "B")
         print(
             f"bytes to the terminal per generated token: {bytes_per_token:.0f}  (goal <= 250; "
             f"{sum(r['bytes'] for r in tui)} bytes for {sum(r['tokens'] for r in tui)} tokens, {COLUMNS}x{ROWS})"
@@ -301,6 +310,7 @@ def main() -> int:
                 f"keypress-to-screen while streaming: p50 {statistics.median(latencies):.1f} ms, "
                 f"p95 {p95:.1f} ms, max {latencies[-1]:.1f} ms over {len(latencies)} keys  (goal p95 <= 50 ms)"
             )
+            record("keypress-to-screen p95 while streaming", p95, "≤ 50", "ms")
         else:
             print("keypress-to-screen while streaming: no samples (the run ended too soon)")
         if checks:
@@ -312,6 +322,7 @@ def main() -> int:
                 f"p95 {p95:.1f} ms over {len(checks)} sentences (engine; the app draws it within "
                 f"{1000 / MAX_REDRAWS_PER_S:.0f} ms more)"
             )
+            record("sentence's last token to its checked form, p95 (engine)", p95, "for reference", "ms")
         print(f"launch to first screen: {statistics.median(run['first_screen_s'] for run in tui):.2f} s")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
