@@ -38,7 +38,16 @@ def free_port() -> int:
 class LlamaServer:
     """llama-server on a free localhost port with one model; stop() ends it."""
 
-    def __init__(self, binary: Path, model: Path, *, slots: int = 2, slot_ctx: int = 4096, threads: int = 2):
+    def __init__(
+        self,
+        binary: Path,
+        model: Path,
+        *,
+        slots: int = 2,
+        slot_ctx: int = 4096,
+        threads: int = 2,
+        extra_args: tuple[str, ...] = (),
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = model.parent / f"llama-server-{self.port}.log"
@@ -52,6 +61,7 @@ class LlamaServer:
             "--swa-full",
             "-t", str(threads),
             "--no-webui",
+            *extra_args,
         ]  # fmt: skip
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -72,6 +82,11 @@ class LlamaServer:
 
     def slots_processing(self) -> list[bool]:
         return [bool(slot["is_processing"]) for slot in httpx.get(f"{self.url}/slots", timeout=5).json()]
+
+    def erase_slots(self) -> None:
+        """Forget every slot's cached prompt, so the next request reads its prompt from scratch."""
+        for slot in range(len(self.slots_processing())):
+            httpx.post(f"{self.url}/slots/{slot}?action=erase", timeout=10).raise_for_status()
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
