@@ -37,7 +37,7 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -48,6 +48,8 @@ from models.info import ModelInfo
 from models.llm import format_gemma_turns
 
 if TYPE_CHECKING:
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
+
     from models.llm import LoadSpec, PromptFormatter
 
 DEFAULT_STALL_TIMEOUT = 60.0  # seconds without a byte from the server before a request fails
@@ -226,8 +228,12 @@ class ServerBackend:
         template = str(props.get("chat_template") or "")
         if await self._is_gemma_vocabulary() and (not template or "<|im_start|>" in template):
             return format_gemma_turns
+        if not template:
+            raise ServerFailure(
+                f"the model server at {self.url} reports no chat template and its model is not a "
+                "Gemma model: cannot tell how to format its prompt"
+            )
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-        from llama_cpp.llama_types import ChatCompletionRequestMessage
 
         jinja = Jinja2ChatFormatter(
             template=template,
@@ -236,15 +242,8 @@ class ServerBackend:
         )
 
         def format_with_template(messages: list[dict[str, str]]) -> str:
-            typed: list[ChatCompletionRequestMessage] = [
-                {"role": "user", "content": m["content"]}
-                if m["role"] == "user"
-                else {"role": "assistant", "content": m["content"]}
-                if m["role"] == "assistant"
-                else {"role": "system", "content": m["content"]}
-                for m in messages
-            ]
-            return jinja(messages=typed).prompt
+            # Role/content dicts are the chat messages llama-cpp's TypedDicts describe.
+            return jinja(messages=cast("list[ChatCompletionRequestMessage]", messages)).prompt
 
         return format_with_template
 
@@ -304,7 +303,7 @@ class ServerBackend:
             replies.put_nowait(wire.Error(job.id, "bad-input", str(exc)))
             return
         except ServerFailure as exc:
-            self._info = None if counts.first_at is None else self._info
+            self._info = None  # the next request checks the server again first
             replies.put_nowait(wire.Error(job.id, "internal", str(exc)))
             return
         except httpx.HTTPError as exc:
