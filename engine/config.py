@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ APP_NAME = "medgemma-tui"
 ENV_MODEL = "MEDGEMMA_TUI_MODEL"
 ENV_CONFIG = "MEDGEMMA_TUI_CONFIG"
 ENV_DATA_DIR = "MEDGEMMA_TUI_DATA_DIR"
+ENV_SERVER = "MEDGEMMA_TUI_SERVER"
 
 
 DEFAULT_CTX = 4096
@@ -63,6 +64,11 @@ class FileConfig(BaseModel):
     max_tokens: int | None = None
     # keep the history of runs this many days; older records are purged on start (None: keep all)
     history_days: int | None = Field(default=None, ge=1)
+    # a shared model server (docs/clinic-server.md); its API key is read from the named variable
+    server: str | None = None
+    server_model: str | None = None
+    server_api_key_env: str | None = None
+    server_stall_timeout: float | None = None
 
 
 # Top-level keys of the config file that belong to the front ends, which validate them.
@@ -129,6 +135,11 @@ def load_file_config(path: Path | None = None) -> FileConfig:
     try:
         raw = read_config_table(path)
         engine_part = {key: value for key, value in raw.items() if key not in FRONT_END_KEYS}
+        if "server_api_key" in engine_part:
+            raise ConfigError(
+                f"config file {path}: server_api_key: an API key never goes in the config file; "
+                "put it in an environment variable and name that with server_api_key_env"
+            )
         return FileConfig.model_validate(engine_part)
     except ValidationError as exc:
         raise config_error(path, exc) from None
@@ -166,6 +177,7 @@ class Settings:
     temperature: float = 0.0
     max_tokens: int = DEFAULT_MAX_TOKENS
     ctx_chosen: bool = False  # set by the user, so it must fit the model; the default is fitted
+    server: ServerSettings | None = None  # None: the model runs on this machine
 
     @classmethod
     def resolve(
@@ -178,6 +190,7 @@ class Settings:
         file_config: FileConfig | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        server: str | None = None,
     ) -> Settings:
         file_config = file_config if file_config is not None else load_file_config()
         # the same rules for both sources; the message names where the value came from
@@ -214,6 +227,7 @@ class Settings:
             temperature=chosen_temperature if chosen_temperature is not None else 0.0,
             max_tokens=chosen_max_tokens or DEFAULT_MAX_TOKENS,
             ctx_chosen=chosen_ctx is not None,
+            server=ServerSettings.resolve(server, file_config),
         )
 
     def check_model_file(self) -> None:
@@ -265,6 +279,48 @@ class Settings:
             "gpu_layers": self.gpu_layers,
             "vision_model": str(self.vision_model) if self.vision_model else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """A shared model server, chosen by `--server`, then MEDGEMMA_TUI_SERVER, then `server` in the file."""
+
+    url: str
+    source: str  # "--server", "MEDGEMMA_TUI_SERVER" or "config file"
+    transport: str  # how it is reached, in one line (plain http only to local or private addresses)
+    model: str | None = None  # the model the server must serve; None accepts whichever it serves
+    api_key: str | None = field(default=None, repr=False)
+    stall_timeout: float = 60.0
+
+    @classmethod
+    def resolve(cls, url: str | None, file_config: FileConfig) -> ServerSettings | None:
+        from engine.server_backend import DEFAULT_STALL_TIMEOUT, ServerAddressError, check_server_url
+
+        env_url = os.environ.get(ENV_SERVER)
+        if url:
+            source = "--server"
+        elif env_url:
+            url, source = env_url, ENV_SERVER
+        elif file_config.server:
+            url, source = file_config.server, "config file"
+        else:
+            return None
+        try:
+            transport = check_server_url(url)
+        except ServerAddressError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        stall_timeout = file_config.server_stall_timeout or DEFAULT_STALL_TIMEOUT
+        if not (math.isfinite(stall_timeout) and stall_timeout > 0):
+            raise ConfigError(f"config file {config_path()}: server_stall_timeout must be above 0 seconds")
+        api_key = None
+        if file_config.server_api_key_env:
+            api_key = os.environ.get(file_config.server_api_key_env)
+            if not api_key:
+                raise ConfigError(
+                    f"config file {config_path()}: server_api_key_env names "
+                    f"{file_config.server_api_key_env}, which is not set"
+                )
+        return cls(url, source, transport, file_config.server_model, api_key, stall_timeout)
 
 
 def max_threads() -> int:

@@ -103,6 +103,23 @@ class ImageModelFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class BackendFacts:
+    """Where the language model runs: this machine, or a model server and what it says."""
+
+    kind: str  # "local worker" or "llama-server"
+    location: str  # "this machine", or the server's address
+    transport: str = ""  # for a server: how it is reached
+    model: str = ""
+    health: str = ""
+    slots: int = 0
+    slot_ctx: int = 0
+    problem: str | None = None
+
+
+LOCAL_BACKEND = BackendFacts("local worker", "this machine")
+
+
+@dataclass(frozen=True, slots=True)
 class DoctorFacts:
     software: SoftwareFacts
     hardware: HardwareFacts
@@ -112,10 +129,11 @@ class DoctorFacts:
     model_env_var: str = ENV_MODEL
     network: str = NETWORK_STATEMENT
     over_ssh: bool = False  # SSH_CONNECTION is set: the screen may travel over a slow link
+    backend: BackendFacts = LOCAL_BACKEND
 
     @property
     def problems(self) -> int:
-        parts = (self.files, self.language_model, self.image_model)
+        parts = (self.files, self.language_model, self.image_model, self.backend)
         return sum(part.problem is not None for part in parts) + (not self.files.private)
 
 
@@ -126,6 +144,7 @@ def gather_facts(settings: Settings) -> DoctorFacts:
             cache_dir()
         except ConfigError:
             pass  # the language model's facts say why the cache cannot be used
+    backend = backend_facts(settings)
     return DoctorFacts(
         software=software_facts(),
         hardware=hardware_facts(settings),
@@ -140,6 +159,10 @@ def gather_facts(settings: Settings) -> DoctorFacts:
         language_model=model_file_facts(settings),
         image_model=image_model_facts(settings),
         over_ssh=bool(os.environ.get("SSH_CONNECTION")),
+        backend=backend,
+        network=NETWORK_STATEMENT
+        if settings.server is None
+        else SERVER_NETWORK_STATEMENT.format(url=backend.location),
     )
 
 
@@ -159,6 +182,44 @@ def shared_paths(*roots: Path) -> tuple[SharedPath, ...]:
             if mode & SHARED_BITS:
                 found[path] = SharedPath(path, mode)
     return tuple(found.values())
+
+
+SERVER_NETWORK_STATEMENT = (
+    "only to the configured model server {url}; nothing else (the rules, safety checks "
+    "and history stay on this machine)"
+)
+
+
+def backend_facts(settings: Settings) -> BackendFacts:
+    """The backend in use; for a model server, its health and model, asked now."""
+    server = settings.server
+    if server is None:
+        return LOCAL_BACKEND
+    import asyncio
+
+    from engine.server_backend import ServerBackend
+
+    async def ask() -> BackendFacts:
+        backend = ServerBackend(server.url, api_key=server.api_key, stall_timeout=server.stall_timeout)
+        try:
+            status = await backend.check()
+        finally:
+            await backend.close()
+        problem = None if status.healthy else status.health
+        if status.healthy and server.model and server.model != status.model:
+            problem = f"the server serves {status.model!r}, not the configured model {server.model!r}"
+        return BackendFacts(
+            "llama-server",
+            server.url,
+            server.transport,
+            status.model,
+            status.health,
+            status.slots,
+            status.slot_ctx,
+            problem,
+        )
+
+    return asyncio.run(ask())
 
 
 def software_facts() -> SoftwareFacts:

@@ -64,6 +64,18 @@ from models.info import ModelInfo
 MAX_NOTE_CHARS = 200_000
 
 
+def _default_backend(settings: Settings) -> ModelBackend:
+    """The model server when one is configured, else llama.cpp in a local worker process."""
+    if settings.server is None:
+        return LocalWorkerBackend()
+    from engine.server_backend import ServerBackend
+
+    server = settings.server
+    return ServerBackend(
+        server.url, api_key=server.api_key, model=server.model, stall_timeout=server.stall_timeout
+    )
+
+
 class Engine:
     def __init__(
         self,
@@ -76,7 +88,7 @@ class Engine:
         self.settings = settings or Settings.resolve()
         # every run is recorded in the history store; `origin` names the front end in the record
         self.audit = AuditTrail(self.settings, origin, enabled=record)
-        self._backend: ModelBackend = backend if backend is not None else LocalWorkerBackend()
+        self._backend: ModelBackend = backend if backend is not None else _default_backend(self.settings)
         self._load_lock = asyncio.Lock()
         self._run_lock = asyncio.Lock()
         self._active_job: str | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from engine.safety.prompt_guard import strip_control_tokens
 
@@ -124,3 +125,63 @@ def fit_note(
     dropped = len(tokens) - len(head) - len(tail)
     text = detokenize(head) + TRUNCATION_MARK.format(dropped=dropped) + detokenize(tail)
     return FittedNote(text, len(tokens), dropped)
+
+
+class PromptTokenizer(Protocol):
+    """What building a prompt needs from a model: its prompt format and its tokenizer.
+
+    The local runtime (models.llm.LlamaRuntime) is one; a model server's
+    tokenize and detokenize endpoints are another (engine.server_backend).
+    """
+
+    def format_prompt(self, messages: list[dict[str, str]]) -> str: ...
+
+    def tokenize(self, text: str, *, special: bool = True, add_bos: bool = True) -> list[int]: ...
+
+    def detokenize(self, tokens: list[int]) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPrompt:
+    text: str
+    tokens: list[int]
+    note: FittedNote
+
+
+def prepare_prompt(
+    note: str,
+    context: PromptContext,
+    mode: str,
+    *,
+    n_ctx: int,
+    max_tokens: int,
+    model: PromptTokenizer,
+) -> PreparedPrompt:
+    """Build the prompt, fitting the note into what the context leaves free.
+
+    Every backend calls this, so the model sees the same prompt text wherever it runs.
+    """
+    frame = model.format_prompt(build_messages("", context, mode))
+    frame_tokens = len(model.tokenize(frame))
+    budget = n_ctx - max_tokens - frame_tokens - 8
+    if budget < 64:
+        raise ValueError(
+            f"the model's context ({n_ctx} tokens) leaves no room for the note "
+            f"after the instructions ({frame_tokens}) and the answer ({max_tokens}); raise --ctx"
+        )
+    fitted = fit_note(
+        note,
+        budget,
+        lambda text: model.tokenize(text, special=False, add_bos=False),
+        model.detokenize,
+    )
+    # The frame is tokenized with its special tokens (turn markers, BOS); the note never is,
+    # so no text in a note can become a control token of the model's vocabulary.
+    before, after = split_frame(model.format_prompt(build_messages(NOTE_SLOT, context, mode)))
+    framed = frame_note(fitted.text)
+    tokens = (
+        model.tokenize(before)
+        + model.tokenize(framed, special=False, add_bos=False)
+        + model.tokenize(after, add_bos=False)
+    )
+    return PreparedPrompt(before + framed + after, tokens, fitted)

@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from engine import wire
-from engine.prompts import NOTE_SLOT, FittedNote, build_messages, fit_note, frame_note, split_frame
+from engine.prompts import FittedNote, prepare_prompt
 
 if TYPE_CHECKING:
     from models.llm import LlamaRuntime, LoadSpec
@@ -264,23 +264,8 @@ def _run(
 
 
 def _prepare_prompt(runtime: LlamaRuntime, job: wire.Job) -> tuple[list[int], FittedNote]:
-    """Build the prompt, fitting the note into what the context leaves free."""
-    frame = runtime.format_prompt(build_messages("", job.context, job.mode))
-    frame_tokens = len(runtime.tokenize(frame))
-    budget = runtime.info.n_ctx - job.max_tokens - frame_tokens - 8
-    if budget < 64:
-        raise ValueError(
-            f"the model's context ({runtime.info.n_ctx} tokens) leaves no room for the note "
-            f"after the instructions ({frame_tokens}) and the answer ({job.max_tokens}); raise --ctx"
-        )
-    fitted = fit_note(
-        job.note,
-        budget,
-        lambda text: runtime.tokenize(text, special=False, add_bos=False),
-        runtime.detokenize,
+    """Build the prompt with the engine's shared rules (engine.prompts.prepare_prompt)."""
+    prepared = prepare_prompt(
+        job.note, job.context, job.mode, n_ctx=runtime.info.n_ctx, max_tokens=job.max_tokens, model=runtime
     )
-    # The frame is tokenized with its special tokens (turn markers, BOS); the note never is,
-    # so no text in a note can become a control token of the model's vocabulary.
-    before, after = split_frame(runtime.format_prompt(build_messages(NOTE_SLOT, job.context, job.mode)))
-    note_tokens = runtime.tokenize(frame_note(fitted.text), special=False, add_bos=False)
-    return runtime.tokenize(before) + note_tokens + runtime.tokenize(after, add_bos=False), fitted
+    return prepared.tokens, prepared.note

@@ -26,9 +26,10 @@ class ModelInfo:
     gpu_layers: int
     gpu_offload_supported: bool
     gpu_layers_reason: str
+    server: str = ""  # the model server's address; empty when the model runs on this machine
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        described: dict[str, Any] = {
             "file": self.file_name,
             "path": self.path,
             "architecture": self.architecture,
@@ -43,3 +44,6 @@ class ModelInfo:
             "gpu_layers": self.gpu_layers,
             "gpu_offload_supported": self.gpu_offload_supported,
         }
+        if self.server:
+            described["server"] = self.server
+        return described

@@ -102,9 +102,9 @@ class AntiRepetition:
         return self.dry_multiplier > 0
 
 
-# Chosen by measurement (benchmarks/bench_engine.py --anti-repetition, README): the common
-# DRY defaults (0.8, 1.75, 2) over the last 512 tokens. With them SmolLM2 on a pneumonia note
-# no longer writes one sentence over and over at temperature 0, at a decode cost within noise.
+# The common DRY defaults (0.8, 1.75, 2) over the last 512 tokens; their decode cost is
+# measured by benchmarks/bench_repetition.py. DRY alone does not stop every loop of a small
+# model: the engine's loop detector (engine/textcheck.py) ends those.
 ANTI_REPETITION = AntiRepetition()
 NO_ANTI_REPETITION = AntiRepetition(dry_multiplier=0.0)
 

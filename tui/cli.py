@@ -112,15 +112,19 @@ def main(argv: list[str] | None = None) -> int:
             vision_model=args.vision_model,
             temperature=getattr(args, "temperature", None),
             max_tokens=getattr(args, "max_tokens", None),
+            server=args.server,
         )
         if command != "doctor":
             problem = data_dir_problem()
             if problem:
                 raise ConfigError(problem)
-            settings.check_model_file()
+            if settings.server is None:  # a server's model file is the server's to check
+                settings.check_model_file()
     except (ConfigError, ValueError) as exc:
         print(f"medgemma-tui: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if settings.server is not None and command != "doctor":
+        print(f"medgemma-tui: {settings.server.transport}", file=sys.stderr)
     if command == "tui":
         from tui.app import run_app
 
@@ -170,6 +174,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--model",
         help="path to a GGUF model (default: MEDGEMMA_TUI_MODEL, the config file, else the demo model)",
+    )
+    common.add_argument(
+        "--server",
+        help="URL of a shared llama-server to run the model on (default: MEDGEMMA_TUI_SERVER, the config file, else this machine)",
     )
     common.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     common.add_argument("--ctx", type=int, help="context size in tokens (default 4096)")

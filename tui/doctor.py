@@ -73,6 +73,16 @@ def print_facts(facts: DoctorFacts) -> None:
     section("Network")
     row("connections", facts.network)
 
+    section("Backend")
+    backend = facts.backend
+    row("backend", f"{backend.kind} at {backend.location}" if backend.transport else backend.kind)
+    if backend.transport:
+        row("transport", backend.transport)
+        row("health", f"PROBLEM: {backend.problem}" if backend.problem else backend.health)
+        if backend.model:
+            row("served model", backend.model)
+            row("slots", f"{backend.slots} (context {backend.slot_ctx} tokens each)")
+
     section("Terminal")
     row("connection", "over SSH (SSH_CONNECTION is set)" if facts.over_ssh else "local")
     if facts.over_ssh:

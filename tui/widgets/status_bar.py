@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.cells import cell_len
 from textual.app import ComposeResult
@@ -63,6 +64,13 @@ def process_tree_rss_mb() -> float | None:
         return total / 1e6
     except Exception:  # noqa: BLE001 - a figure on the status bar is never worth a crash
         return None
+
+
+def placement_text(info: ModelInfo) -> str:
+    """Where the model runs: this machine's threads and GPU layers, or the model server."""
+    if info.server:
+        return f"server {urlsplit(info.server).netloc}"
+    return f"{info.threads} threads · GPU {info.gpu_layers} layers"
 
 
 class StatusBar(Horizontal):
@@ -160,7 +168,7 @@ class StatusBar(Horizontal):
         self.model_text = info.name or info.file_name
         self._set("model", self.model_text)
         self._set("demo", "DEMO" if info.demo else "")
-        self._set("placement", f"{info.threads} threads · GPU {info.gpu_layers} layers")
+        self._set("placement", placement_text(info))
         self.remove_class("-failed")
 
     def set_failed(self, message: str) -> None:
