@@ -1,9 +1,14 @@
 """Engine decode speed against raw llama-cpp-python, interleaved in one run.
 
 Same GGUF, prompt, thread count and seed, greedy decoding. The engine runs the
-model in its worker process and sends every token across a pipe to the asyncio
-loop; raw is `Llama.create_completion(stream=True)` in this process. The ratio
-engine ÷ raw shows what the process boundary and the event protocol cost.
+model in its worker process and sends tokens across a pipe to the asyncio loop.
+Two baselines run in this process, interleaved with it:
+
+- in-process: the engine's own runtime (`LlamaRuntime.stream`, the same sampler
+  chain with DRY against repetition). Engine ÷ in-process is what the process
+  boundary and the event protocol cost: the goal.
+- raw: `Llama.create_completion(stream=True)`, llama-cpp-python's own loop,
+  whose sampler has no DRY. For reference.
 
 It also prints the CPU time this (the parent) process spends per engine token:
 on a machine whose cores llama.cpp keeps busy, that time is taken from decoding,
@@ -29,6 +34,17 @@ PROMPT_NOTE = (
     "RR 23, SpO2 94% on air, BP 118/74, HR 102, T 38.4, alert. "
     "Write a long, detailed discussion of the assessment and the next steps."
 )
+
+
+def in_process_round(runtime, prompt_tokens: list[int], tokens: int, seed: int) -> float:
+    import threading
+
+    runtime.llm.n_tokens = 0
+    stamps = [
+        time.perf_counter()
+        for _ in runtime.stream(prompt_tokens, max_tokens=tokens, cancel=threading.Event(), seed=seed)
+    ]
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
 def raw_round(llm, prompt: str, tokens: int, seed: int) -> tuple[float, int]:
@@ -87,22 +103,35 @@ async def main() -> None:
     print(
         f"model {path.name} · {args.threads} threads · {args.tokens} tokens · llama-cpp-python {llama_cpp.__version__}"
     )
-    raw_speeds, engine_speeds, parent_cpu = [], [], []
+    prompt_tokens = runtime.tokenize(prompt)
+    raw_speeds, in_process_speeds, engine_speeds, parent_cpu = [], [], [], []
     for round_index in range(args.rounds):
         raw, raw_n = raw_round(llm, prompt, args.tokens, seed=round_index)
+        local = in_process_round(runtime, prompt_tokens, args.tokens, seed=round_index)
         eng, eng_n, cpu_per_token = await engine_round(engine, args.tokens, seed=round_index)
         raw_speeds.append(raw)
+        in_process_speeds.append(local)
         engine_speeds.append(eng)
         parent_cpu.append(cpu_per_token)
         print(
-            f"round {round_index + 1}: raw {raw:6.1f} tok/s ({raw_n} tokens) · engine {eng:6.1f} tok/s "
-            f"({eng_n} tokens, parent CPU {cpu_per_token * 1e6:.0f} µs/token)"
+            f"round {round_index + 1}: raw {raw:6.1f} tok/s ({raw_n} tokens) · in-process {local:6.1f} · "
+            f"engine {eng:6.1f} tok/s ({eng_n} tokens, parent CPU {cpu_per_token * 1e6:.0f} µs/token)"
         )
     await engine.close()
     print(f"median raw {median(raw_speeds):.1f} tok/s · median engine {median(engine_speeds):.1f} tok/s")
     print(f"median parent CPU per engine token: {median(parent_cpu) * 1e6:.0f} µs")
-    print(ratio_line("engine ÷ raw decode tok/s", engine_speeds, raw_speeds, "≥ 0.99"))
-    record("engine ÷ raw decode tok/s", paired_ratio(engine_speeds, raw_speeds), "≥ 0.99")
+    print(ratio_line("engine ÷ in-process runtime decode tok/s", engine_speeds, in_process_speeds, "≥ 0.99"))
+    print(
+        ratio_line("engine ÷ raw create_completion decode tok/s", engine_speeds, raw_speeds, "for reference")
+    )
+    record(
+        "engine ÷ in-process runtime decode tok/s", paired_ratio(engine_speeds, in_process_speeds), "≥ 0.99"
+    )
+    record(
+        "engine ÷ raw create_completion decode tok/s",
+        paired_ratio(engine_speeds, raw_speeds),
+        "for reference",
+    )
     record("parent CPU per engine token", median(parent_cpu) * 1e6, "for reference", "µs")
 
 
