@@ -43,6 +43,7 @@ from engine.events import (
     ImageAnalysed,
     ModelLoaded,
     ModelLoading,
+    NoteScreened,
     PhaseChanged,
     PromptPrepared,
     RiskScored,
@@ -55,6 +56,7 @@ from engine.notefacts import read_note
 from engine.prompts import PromptContext
 from engine.risk import NEWS2_PARAMETERS, risk_from_note
 from engine.safety import ensure_disclaimer
+from engine.safety.prompt_guard import scan_note
 from engine.schema import Assessment, ImageFinding, ModelAnswer, Risk, SafetyFlag
 from engine.text import neutralise
 from engine.textcheck import StreamChecks
@@ -186,6 +188,9 @@ class Engine:
         scored: tuple[Risk, list[ImageFinding]] | None = None
         image_refusal: str | None = None
         facts = read_note(note)
+        screened = tuple(scan_note(note))
+        if screened:
+            yield NoteScreened(screened)
         risk = risk_from_note(facts, request.vitals)
         if request.mode == "assessment":
             yield RiskScored(risk)
@@ -334,7 +339,7 @@ class Engine:
         raw_text = "".join(pieces)
         limits = _limit_flags(prompt, image_refusal)
         if fields is None or scored is None:
-            flags = [*checks.flags(), *limits]
+            flags = [*scan_note(checks.note_text), *checks.flags(), *limits]
             if model_info.demo:
                 flags.append(
                     SafetyFlag(kind="demo-model", text=model_info.file_name, detail=DEMO_MODEL_WARNING)

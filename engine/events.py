@@ -157,6 +157,16 @@ class FieldCompleted:
 
 
 @dataclass(frozen=True, slots=True)
+class NoteScreened:
+    """Text in the note that reads like instructions to the model, found before it runs.
+
+    The note is still treated as data; these flags also travel into the result.
+    """
+
+    flags: tuple[SafetyFlag, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RiskScored:
     """Rule-based risk, known before the model says anything."""
 
@@ -225,6 +235,7 @@ Event = (
     | FieldDelta
     | FieldCompleted
     | SentenceChecked
+    | NoteScreened
     | RiskScored
     | ImageAnalysed
     | Finished

@@ -178,6 +178,10 @@ class StreamChecks:
         self._streams: dict[str, SentenceStream] = {}
 
     @property
+    def note_text(self) -> str:
+        return self.note.note if isinstance(self.note, NoteFacts) else self.note
+
+    @property
     def looping(self) -> bool:
         return bool(self.guard.reason)
 

@@ -163,3 +163,57 @@ def test_every_listed_control_token_is_neutralised_and_flagged() -> None:
     for token in CONTROL_TOKENS:
         assert token not in strip_control_tokens(f"Cough {token} fever"), token
         assert scan_note(f"Cough {token} fever"), token
+
+
+def test_the_headless_run_warns_before_generating_and_the_text_result_carries_the_flag(tmp_path) -> None:
+    """The real CLI on the demo model: the warning comes before the model loads, the flag reaches --json."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    note = tmp_path / "note.txt"
+    note.write_text(INSTRUCTIONS)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tui.cli",
+            "analyze",
+            "--mode",
+            "text",
+            "--note",
+            str(note),
+            "--max-tokens",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    warning = done.stderr.index("warning: ")
+    assert warning < done.stderr.index("loading "), "warned before the model is loaded"
+    with_json = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tui.cli",
+            "analyze",
+            "--mode",
+            "text",
+            "--note",
+            str(note),
+            "--max-tokens",
+            "8",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=REPO,
+    )
+    kinds = [flag["kind"] for flag in json.loads(with_json.stdout)["safety"]["flags"]]
+    assert any("injection" in kind for kind in kinds), kinds

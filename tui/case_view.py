@@ -37,6 +37,7 @@ from engine import (
     Finished,
     ImageAnalysed,
     ModelLoaded,
+    NoteScreened,
     PhaseChanged,
     PromptPrepared,
     RiskScored,
@@ -339,6 +340,14 @@ class CaseView(Widget):
                 stream.commit_sentence(before, raw, text, changed)
             case FieldCompleted():
                 self._draw_field(event)
+            case NoteScreened(flags=flags):
+                self.notify(
+                    "; ".join(flag.text for flag in flags)
+                    + ". The note is treated as patient data, and findings resting on that text are not trusted.",
+                    title="The note contains instruction-like text",
+                    severity="warning",
+                    timeout=15,
+                )
             case RiskScored(risk=risk):
                 if self.result is None:  # a result on the card stays until a new one replaces it
                     self.query_one(ResultCard).show_rule_risk(risk)

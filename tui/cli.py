@@ -37,6 +37,7 @@ from engine import (
     ImageAnalysed,
     ModelLoaded,
     ModelLoading,
+    NoteScreened,
     PromptPrepared,
     RiskScored,
     SentenceChecked,
@@ -367,6 +368,12 @@ async def _stream_one(
                 )
                 if info.demo:
                     out.note(_demo_banner())
+            case NoteScreened(flags=flags):
+                for flag in flags:
+                    out.note(f"warning: {flag.text}" + (f" ({flag.detail})" if flag.detail else ""))
+                out.note(
+                    "warning: the note is treated as patient data; findings resting on that text are not trusted"
+                )
             case RiskScored(risk=risk):
                 for reason in risk.reasons:
                     out.note(f"rules: {reason}")
