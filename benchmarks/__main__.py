@@ -48,6 +48,7 @@ BENCHMARKS = [
     Benchmark("link", "bytes over a slow link, echo latency"),
     Benchmark("vision", "INT8 ÷ FP32 image model, file to findings ÷ bare model", ("--iters", "30")),
     Benchmark("memory", "RSS over file size, decode against the bandwidth bound"),
+    Benchmark("repetition", "decode cost of the DRY sampler against repetition"),
     Benchmark("server", "model server ÷ local worker, 2 clients ÷ 1"),
     Benchmark("safety", "safety review cost by note size", quick=()),
     Benchmark("vitals", "vital-sign reading cost by note size", quick=()),

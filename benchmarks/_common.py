@@ -43,3 +43,11 @@ def record(label: str, value: float, goal: str = "", unit: str = "") -> None:
         with open(path, "a", encoding="utf-8") as results:
             entry = {"label": label, "value": value, "goal": goal, "unit": unit}
             results.write(json.dumps(entry) + "\n")
+
+
+def report_ratio(
+    label: str, numerator: list[float], denominator: list[float], goal: str, indent: str = ""
+) -> None:
+    """Print the paired ratio and keep it for the benchmark report."""
+    print(indent + ratio_line(label, numerator, denominator, goal))
+    record(label, paired_ratio(numerator, denominator), goal)

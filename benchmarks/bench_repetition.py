@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import demo_model_path, median, ratio_line  # noqa: E402
+from benchmarks._common import demo_model_path, median, report_ratio  # noqa: E402
 
 NOTE = (
     "72 year old man, cough and fever for 2 days, now short of breath. RR 26, SpO2 91% on room air, "
@@ -63,7 +63,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="one short round, to check the benchmark runs")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.tokens = 1, 16
 
     from engine.prompts import PromptContext, build_messages
     from engine.schema import ModelAnswer
@@ -91,9 +94,9 @@ def main() -> int:
             json_on.append(decode(runtime, json_prompt, args.tokens, ANTI_REPETITION, grammar)[0])
         print(f"\n{label}:")
         print(f"  text mode tok/s without {median(off_rates):.1f}, with DRY {median(on_rates):.1f}")
-        print("  " + ratio_line("text mode, with ÷ without DRY", on_rates, off_rates, ">= 0.95"))
-        print(
-            "  " + ratio_line("structured (lazy grammar), with ÷ without DRY", json_on, json_off, ">= 0.95")
+        report_ratio(f"{label}, text mode, with ÷ without DRY", on_rates, off_rates, "≥ 0.95", indent="  ")
+        report_ratio(
+            "structured (lazy grammar), with ÷ without DRY", json_on, json_off, "≥ 0.95", indent="  "
         )
         print(
             f"  most repeated sentence, greedy: {most_repeated(off_text)}x without, "

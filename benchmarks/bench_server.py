@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from llama_server import LlamaServer, llama_server_binary  # noqa: E402
 
-from benchmarks._common import demo_model_path, median, ratio_line  # noqa: E402
+from benchmarks._common import demo_model_path, median, report_ratio  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from engine.events import AnalysisRequest, Finished, Token  # noqa: E402
@@ -61,7 +61,10 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="one short round, to check the benchmark runs")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.tokens = 1, 16
     binary = llama_server_binary()
     if binary is None:
         sys.exit("llama-server is not built: run scripts/build_llama_server.sh")
@@ -100,9 +103,9 @@ async def main() -> None:
             await engine.close()
         server.stop()
     print(f"median local {median(local_speeds):.1f} tok/s · median server {median(server_speeds):.1f} tok/s")
-    print(ratio_line("server ÷ local worker decode tok/s", server_speeds, local_speeds, "≈ 1"))
-    print(ratio_line("2 concurrent clients ÷ 1 client aggregate tok/s", two_clients, one_client, "> 1"))
-    print(ratio_line("warm ÷ cold time to first token", warm_ttft, cold_ttft, "< 1"))
+    report_ratio("server ÷ local worker decode tok/s", server_speeds, local_speeds, "≈ 1")
+    report_ratio("2 concurrent clients ÷ 1 client aggregate tok/s", two_clients, one_client, "> 1")
+    report_ratio("server warm ÷ cold time to first token", warm_ttft, cold_ttft, "< 1")
 
 
 if __name__ == "__main__":
