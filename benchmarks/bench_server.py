@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,7 +70,10 @@ async def main() -> None:
     if binary is None:
         sys.exit("llama-server is not built: run scripts/build_llama_server.sh")
     path = demo_model_path()
-    server = LlamaServer(binary, path, threads=args.threads, extra_args=("--cache-ram", "0")).wait_ready()
+    slot_dir = tempfile.mkdtemp(prefix="bench-server-slots-")  # llama-server erases slots only with one
+    server = LlamaServer(
+        binary, path, threads=args.threads, extra_args=("--cache-ram", "0", "--slot-save-path", slot_dir)
+    ).wait_ready()
     settings = Settings.resolve(model=str(path), threads=args.threads, ctx=4096)
     local = Engine(settings)
     clients = [Engine(settings, backend=ServerBackend(server.url)) for _ in range(2)]
