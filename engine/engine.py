@@ -161,25 +161,31 @@ class Engine:
             yield Failed(problem, "bad-input")
             return
         self._open_requests.add(request.id)
+        try:
+            # the lock is taken in arrival order, before anything else is awaited
+            if self._run_lock.locked():
+                yield PhaseChanged("queued")
+            async with self._run_lock:
+                async for event in self._recorded(request):
+                    yield event
+        finally:
+            self._open_requests.discard(request.id)
+            self._cancelled_requests.discard(request.id)
+
+    async def _recorded(self, request: AnalysisRequest) -> AsyncIterator[Event]:
+        """Serve one request in its turn, each event also written to the audit trail."""
         record = await self.audit.begin(request, self._backend.info)
         try:
-            async for event in self._serve_in_turn(request):
+            if request.id in self._cancelled_requests:
+                cancelled = Cancelled("", None)
+                record.see(cancelled)
+                yield cancelled
+                return
+            async for event in self._serve(request):
                 record.see(event)
                 yield event
         finally:
             record.close()
-            self._open_requests.discard(request.id)
-            self._cancelled_requests.discard(request.id)
-
-    async def _serve_in_turn(self, request: AnalysisRequest) -> AsyncIterator[Event]:
-        if self._run_lock.locked():
-            yield PhaseChanged("queued")
-        async with self._run_lock:
-            if request.id in self._cancelled_requests:
-                yield Cancelled("", None)
-                return
-            async for event in self._serve(request):
-                yield event
 
     async def _serve(self, request: AnalysisRequest) -> AsyncIterator[Event]:
         started = time.perf_counter()
@@ -286,10 +292,16 @@ class Engine:
                             ):
                                 yield event
                         else:
+                            for checked in checks.finish_all():  # what is kept on screen is checked too
+                                yield checked
                             yield Cancelled("".join(pieces), _timings(timings, started), during, after)
                     case wire.Error(kind=kind, message=message):
+                        for checked in checks.finish_all():
+                            yield checked
                         yield Failed(message, kind, "".join(pieces), _timings(None, started))
                     case wire.WorkerDied(exit_code=exit_code):
+                        for checked in checks.finish_all():
+                            yield checked
                         kept = (
                             "the text so far is kept" if pieces else "it stopped before generating any text"
                         )

@@ -70,7 +70,8 @@ def test_a_stop_signal_keeps_the_text_and_says_so_in_one_line(note_file, stop_si
 def test_sigterm_in_json_mode_prints_a_partial_object(note_file):
     process = start("analyze", "--note", str(note_file), "--json", "--max-tokens", "600")
     received = b""  # in --json mode the stream goes to stderr, after the loading lines
-    while b"(model, unchecked):" not in received or len(received.split(b"unchecked):")[1].split()) < 4:
+    heading = b"(model, checked sentence by sentence):"
+    while heading not in received or len(received.split(heading)[1].split()) < 4:
         chunk = os.read(process.stderr.fileno(), 256)
         assert chunk, "the stream ended before it could be interrupted"
         received += chunk
