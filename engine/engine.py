@@ -56,6 +56,7 @@ from engine.notefacts import read_note
 from engine.prompts import PromptContext
 from engine.risk import NEWS2_PARAMETERS, risk_from_note
 from engine.safety import ensure_disclaimer
+from engine.safety.evidence import load_text_similarity
 from engine.safety.prompt_guard import scan_note
 from engine.schema import Assessment, ImageFinding, ModelAnswer, Risk, SafetyFlag
 from engine.text import neutralise
@@ -193,6 +194,7 @@ class Engine:
         context = PromptContext()
         scored: tuple[Risk, list[ImageFinding]] | None = None
         image_refusal: str | None = None
+        checks_ready = asyncio.ensure_future(asyncio.to_thread(load_text_similarity))
         facts = read_note(note)
         screened = tuple(scan_note(note))
         if screened:
@@ -237,6 +239,7 @@ class Engine:
                 "the model process is not running; the next request starts a fresh one", "worker-died"
             )
             return
+        await checks_ready  # started with the request, so it overlapped loading the model
         self._active_job = job.id
         yield PhaseChanged("prompt")
         pieces: list[str] = []

@@ -175,45 +175,15 @@ def test_the_headless_run_warns_before_generating_and_the_text_result_carries_th
 
     note = tmp_path / "note.txt"
     note.write_text(INSTRUCTIONS)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tui.cli",
-            "analyze",
-            "--mode",
-            "text",
-            "--note",
-            str(note),
-            "--max-tokens",
-            "8",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        cwd=REPO,
-    )
+
+    def analyze(*extra: str) -> subprocess.CompletedProcess[str]:
+        command = ["analyze", "--mode", "text", "--note", str(note), "--max-tokens", "8", *extra]
+        return subprocess.run(
+            [sys.executable, "-m", "tui.cli", *command], capture_output=True, text=True, timeout=400, cwd=REPO
+        )
+
+    done = analyze()
     assert done.returncode == 0, done.stderr
-    warning = done.stderr.index("warning: ")
-    assert warning < done.stderr.index("loading "), "warned before the model is loaded"
-    with_json = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tui.cli",
-            "analyze",
-            "--mode",
-            "text",
-            "--note",
-            str(note),
-            "--max-tokens",
-            "8",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        cwd=REPO,
-    )
-    kinds = [flag["kind"] for flag in json.loads(with_json.stdout)["safety"]["flags"]]
+    assert done.stderr.index("warning: ") < done.stderr.index("loading "), "warned before the model is loaded"
+    kinds = [flag["kind"] for flag in json.loads(analyze("--json").stdout)["safety"]["flags"]]
     assert any("injection" in kind for kind in kinds), kinds

@@ -382,6 +382,15 @@ _IMAGE_WORDS = re.compile(
 )
 
 
+def load_text_similarity() -> None:
+    """Import the TF-IDF machinery (about a second) ahead of the first check.
+
+    The checks run on the event loop that draws the app; the engine calls this
+    in a thread, so the first checked sentence does not freeze the screen.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: F401
+
+
 def _tfidf_similarities(sentences: list[str], queries: list[str]) -> np.ndarray:
     """Cosine similarity (queries x sentences), TF-IDF over character 3-5-grams fit on this call's text."""
     from sklearn.feature_extraction.text import TfidfVectorizer
