@@ -249,6 +249,9 @@ class Engine:
         replies = self._backend.generate(job)
         try:
             async for reply in replies:
+                looped = checks.looping and request.id not in self._cancelled_requests
+                if isinstance(reply, wire.Cancelled) and looped:  # the loop detector stopped it: a result
+                    reply = wire.Done(job.id, reply.timings, "stop", None)
                 match reply:
                     case wire.Tokens() if checks.looping:
                         pass  # generation is being stopped: what the model wrote after the loop is dropped
@@ -279,25 +282,9 @@ class Engine:
                             dropped_note_tokens=prompt.dropped_note_tokens,
                         )
                     case wire.Cancelled(timings=timings, during=during, tokens_after_cancel=after):
-                        if checks.looping and request.id not in self._cancelled_requests:
-                            done = wire.Done(job.id, timings, "stop", None)
-                            async for event in self._finish(
-                                request,
-                                done,
-                                started,
-                                pieces,
-                                fields,
-                                checks,
-                                scored,
-                                model_info,
-                                prompt,
-                                image_refusal,
-                            ):
-                                yield event
-                        else:
-                            for checked in checks.finish_all():  # what is kept on screen is checked too
-                                yield checked
-                            yield Cancelled("".join(pieces), _timings(timings, started), during, after)
+                        for checked in checks.finish_all():  # what is kept on screen is checked too
+                            yield checked
+                        yield Cancelled("".join(pieces), _timings(timings, started), during, after)
                     case wire.Error(kind=kind, message=message):
                         for checked in checks.finish_all():
                             yield checked
