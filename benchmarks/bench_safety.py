@@ -83,10 +83,20 @@ def timeit(fn: Callable[[], object], repeat: int = 15) -> float:
     return statistics.median(times)
 
 
+def fit_per_check(sentences: list[str], queries: list[str]) -> object:
+    """How each streamed sentence was compared before the note was indexed once."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), lowercase=True, sublinear_tf=True)
+    matrix = vectorizer.fit_transform(sentences + queries)
+    return matrix[len(sentences) :] @ matrix[: len(sentences)].T
+
+
 def main() -> None:
     note20k = long_note()
     sentences = safety.split_sentences(note20k)
     queries = [f"{f.finding} {f.evidence}" for f in SIX.key_findings]
+    indexed = evidence.SentenceTfidf(sentences)  # what a streamed answer's sentence checks share
 
     cases = {
         "review, typical answer (3 verbatim findings), 0.3k note": lambda: safety.review(
@@ -98,7 +108,8 @@ def main() -> None:
         "  check_findings only, 6 findings, 20k note": lambda: safety.check_findings(
             SIX.key_findings, note20k, []
         ),
-        "  TF-IDF fit+similarity only, 20k note": lambda: evidence._tfidf_similarities(sentences, queries),
+        "  TF-IDF, a vectorizer fit per check, 20k note": lambda: fit_per_check(sentences, queries[:1]),
+        "  TF-IDF, the note indexed once, 20k note": lambda: indexed.similarities(queries[:1]),
         "  sentence split only, 20k note": lambda: safety.split_sentences(note20k),
         "  reframe+medications of the answer text": lambda: (
             safety.reframe(SIX.reasoning),
@@ -111,6 +122,8 @@ def main() -> None:
     times = {name: timeit(fn) for name, fn in cases.items()}
     base = times["review, typical answer (3 verbatim findings), 0.3k note"]
     full = times["review, 6 findings (4 fuzzy), 20k note"]
+    fit_check = times["  TF-IDF, a vectorizer fit per check, 20k note"]
+    indexed_check = times["  TF-IDF, the note indexed once, 20k note"]
     print(
         f"note sizes: typical {len(TYPICAL_NOTE)} chars, long {len(note20k)} chars ({len(sentences)} sentences)"
     )
@@ -119,9 +132,13 @@ def main() -> None:
         print(f"{name:58} {t / base:10.1f} {t / full:15.0%}")
     print(
         f"\nratio 6 findings/20k note vs typical: {full / base:.1f}x; "
-        f"TF-IDF is {times['  TF-IDF fit+similarity only, 20k note'] / full:.0%} of that review, "
-        f"the rest (concepts, negation, numbers, regex rules) {1 - times['  TF-IDF fit+similarity only, 20k note'] / full:.0%}."
+        f"one TF-IDF check on the indexed note is {indexed_check / full:.0%} of that review."
     )
+    per_check = indexed_check / fit_check
+    print(
+        f"one streamed sentence's TF-IDF check, note indexed once ÷ a vectorizer fit per check: {per_check:.3f}"
+    )
+    record("TF-IDF sentence check, indexed note ÷ fit per check", per_check, "below 1")
     record("safety review, 6 findings on a 20k note ÷ typical", full / base, "for reference")
     print(
         f"(absolute, for orientation only: typical review {base * 1e3:.2f} ms, 6 findings/20k note {full * 1e3:.1f} ms)"

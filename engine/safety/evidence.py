@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import cast
@@ -388,20 +389,82 @@ def load_text_similarity() -> None:
     The checks run on the event loop that draws the app; the engine calls this
     in a thread, so the first checked sentence does not freeze the screen.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: F401
+    _char_ngrams()
 
 
-def _tfidf_similarities(sentences: list[str], queries: list[str]) -> np.ndarray:
-    """Cosine similarity (queries x sentences), TF-IDF over character 3-5-grams fit on this call's text."""
+@functools.cache
+def _char_ngrams() -> Callable[[str], list[str]]:
+    """scikit-learn's lower-cased character 3-5-grams within word boundaries."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    if not sentences or not queries:
-        return np.zeros((len(queries), len(sentences)))
-    vec = TfidfVectorizer(
-        analyzer="char_wb", ngram_range=(3, 5), lowercase=True, sublinear_tf=True, dtype=np.float32
+    return cast(
+        Callable[[str], list[str]],
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), lowercase=True).build_analyzer(),
     )
-    matrix = vec.fit_transform(sentences + queries)
-    return cast(np.ndarray, (matrix[len(sentences) :] @ matrix[: len(sentences)].T).toarray())
+
+
+class SentenceTfidf:
+    """Cosine similarity of queries to a note's sentences, TF-IDF over character 3-5-grams.
+
+    The figures are those of scikit-learn's `TfidfVectorizer` (sublinear tf,
+    smooth idf, l2 norm) fit on the sentences and the queries together. The
+    note's n-grams are counted once; each check then costs a few array passes,
+    where fitting a vectorizer per streamed sentence re-read the whole note.
+    """
+
+    def __init__(self, sentences: list[str]) -> None:
+        analyze = _char_ngrams()
+        self.vocabulary: dict[str, int] = {}
+        owners: list[int] = []
+        grams: list[int] = []
+        counts: list[int] = []
+        for i, sentence in enumerate(sentences):
+            for gram, count in Counter(analyze(sentence)).items():
+                owners.append(i)
+                grams.append(self.vocabulary.setdefault(gram, len(self.vocabulary)))
+                counts.append(count)
+        self.n_sentences = len(sentences)
+        self.owner = np.array(owners, dtype=np.intp)  # the sentence each (sentence, gram) entry belongs to
+        self.gram = np.array(grams, dtype=np.intp)
+        self.tf = 1.0 + np.log(np.array(counts, dtype=np.float64))
+        self.df = np.bincount(self.gram, minlength=len(self.vocabulary)).astype(np.float64)
+
+    def similarities(self, queries: list[str]) -> np.ndarray:
+        """(queries x sentences)."""
+        analyze = _char_ngrams()
+        out = np.zeros((len(queries), self.n_sentences))
+        if not queries or not self.n_sentences:
+            return out
+        query_grams = [Counter(analyze(query)) for query in queries]
+        n_documents = self.n_sentences + len(queries)
+        df = self.df.copy()
+        unseen_df: Counter[str] = Counter()  # query grams the note lacks
+        for grams in query_grams:
+            for gram in grams:
+                index = self.vocabulary.get(gram)
+                if index is None:
+                    unseen_df[gram] += 1
+                else:
+                    df[index] += 1
+        idf = np.log((1 + n_documents) / (1 + df)) + 1
+        weight = self.tf * idf[self.gram]
+        sentence_norm = np.sqrt(np.bincount(self.owner, weight**2, minlength=self.n_sentences))
+        for row, grams in enumerate(query_grams):
+            query = np.zeros(len(self.vocabulary))
+            norm_sq = 0.0
+            for gram, count in grams.items():
+                index = self.vocabulary.get(gram)
+                gram_idf = (
+                    idf[index] if index is not None else np.log((1 + n_documents) / (1 + unseen_df[gram])) + 1
+                )
+                value = (1.0 + np.log(count)) * gram_idf
+                norm_sq += value * value
+                if index is not None:
+                    query[index] = value
+            dots = np.bincount(self.owner, weight * query[self.gram], minlength=self.n_sentences)
+            norms = np.sqrt(norm_sq) * sentence_norm
+            np.divide(dots, norms, out=out[row], where=norms > 0)
+        return out
 
 
 # the token a vital's label normalises to in the note ("heart rate" -> "hr")
@@ -433,6 +496,7 @@ class _NoteIndex:
                 self.polarity.setdefault(stem, []).append(positive)
         self.numbers = _numbers(note)
         self.vitals = _vital_values(facts.vitals)
+        self.tfidf = SentenceTfidf(self.sentences)
         self._matches: dict[str, frozenset[str]] = {}
 
     def matching(self, stem: str) -> frozenset[str]:
@@ -458,6 +522,20 @@ class _NoteIndex:
             return np.zeros(len(self.sentences))
         sets = [self.matching(c) for c in claim_stems]
         return np.array([sum(1 for m in sets if m & st) / len(sets) for st in self.sentence_stems])
+
+
+_last_index: tuple[NoteFacts, _NoteIndex] | None = None
+
+
+def _note_index(facts: NoteFacts) -> _NoteIndex:
+    """The index of the note being checked; a streamed answer checks one note sentence after sentence."""
+    global _last_index
+    last = _last_index
+    if last is not None and last[0] is facts:
+        return last[1]
+    index = _NoteIndex(facts)
+    _last_index = (facts, index)
+    return index
 
 
 @dataclass
@@ -557,7 +635,7 @@ def check_findings(
         facts = read_note(note or "")
     note = facts.note
     image_findings = list(image_findings or [])
-    ix = _NoteIndex(facts)
+    ix = _note_index(facts)
     spans, sentences = ix.spans, ix.sentences
 
     exact: list[tuple[int, int] | None] = []
@@ -573,7 +651,7 @@ def check_findings(
     if need_fuzzy and sentences:
         # the window: best by character similarity and shared clinical words together
         queries = [f"{findings[i].finding} {findings[i].evidence}" for i in need_fuzzy]
-        sims = _tfidf_similarities(sentences, queries)
+        sims = ix.tfidf.similarities(queries)
         for row, i in enumerate(need_fuzzy):
             claim_stems = list(dict.fromkeys(_concepts(queries[row]).stems()))
             overlaps = ix.overlaps(claim_stems)
