@@ -138,18 +138,20 @@ class RepetitionGuard:
 
     def text(self, piece: str) -> bool:
         """True when the text so far ends in one short unit repeated three times."""
-        self.tail = (self.tail + piece)[-3 * MAX_LOOP_UNIT :]
-        tail = self.tail
-        for unit in range(1, MAX_LOOP_UNIT + 1):
-            span = 3 * unit
-            if span > len(tail):
-                break
-            if span < MIN_LOOP_CHARS:
-                continue
-            end = tail[-unit:]
-            if tail[-span:] == end * 3 and any(char.isalpha() for char in end):
-                self.reason = f"the same text three times over: {end.strip()[:80]}"
-                return True
+        self.tail = tail = (self.tail + piece)[-3 * MAX_LOOP_UNIT :]
+        if not tail:
+            return False
+        # a unit repeated three times has the last character at one and two units back: try only those
+        last = len(tail) - 1
+        position = tail.rfind(tail[last], 0, last)
+        while position >= 0 and 3 * (last - position) <= len(tail):
+            unit = last - position
+            if 3 * unit >= MIN_LOOP_CHARS and tail[last - 2 * unit] == tail[last]:
+                end = tail[-unit:]
+                if tail[-3 * unit :] == end * 3 and any(char.isalpha() for char in end):
+                    self.reason = f"the same text three times over: {end.strip()[:80]}"
+                    return True
+            position = tail.rfind(tail[last], 0, position)
         return False
 
 
