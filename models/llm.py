@@ -96,6 +96,9 @@ class AntiRepetition:
     dry_allowed_length: int = 2  # repeats up to this many tokens long are free ("of the", "RR 2")
     dry_last_n: int = 512  # how far back a repeat is looked for
     sequence_breakers: tuple[str, ...] = ("\n", ":", '"', "*")
+    # Off: quoting the note verbatim, as evidence must, is not a repeat. llama-server always
+    # counts the prompt (its slots feed every prompt token to the sampler), hence this switch.
+    counts_prompt: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -278,7 +281,7 @@ class LlamaRuntime:
             )
         max_tokens = min(max_tokens, llm.n_ctx() - len(prompt_tokens))
         self._prefill(prompt_tokens, cancel)
-        sampler = _ChainSampler(lib, temperature, seed, anti_repetition, llm._model.vocab)
+        sampler = _ChainSampler(lib, temperature, seed, anti_repetition, llm._model.vocab, prompt_tokens)
         constraint = _GrammarConstraint(lib, llm._model.vocab, grammar, self._n_vocab) if grammar else None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
@@ -439,11 +442,15 @@ class _ChainSampler:
         seed: int,
         anti_repetition: AntiRepetition = NO_ANTI_REPETITION,
         vocab: llama_vocab_p | None = None,
+        prompt_tokens: list[int] | None = None,
     ):
         self._lib = lib
         self.chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-        self._accepted: list[int] = []  # generated tokens, for rebuilding the history
         self._window = anti_repetition.dry_last_n if anti_repetition.enabled else 0
+        # the history DRY looks back over, for rebuilding it: generated tokens, and the prompt when it counts
+        self._accepted: list[int] = []
+        if self._window and anti_repetition.counts_prompt and prompt_tokens:
+            self._accepted = list(prompt_tokens[-self._window :])
         if anti_repetition.enabled and vocab is not None:
             breakers = [text.encode("utf-8") for text in anti_repetition.sequence_breakers]
             self._breakers = (ctypes.c_char_p * len(breakers))(*breakers)  # llama.cpp copies them
@@ -466,6 +473,8 @@ class _ChainSampler:
             lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_top_p(0.95, 1))
             lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_temp(temperature))
             lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        for token in self._accepted:
+            lib.llama_sampler_accept(self.chain, token)
 
     def sample(self, ctx: llama_context_p) -> int:
         """Sample the next token; llama.cpp also records it in the chain's history."""

@@ -59,6 +59,7 @@ class LlamaServer:
             "-np", str(slots),
             "-c", str(slots * slot_ctx),
             "--swa-full",
+            "-fa", "off",  # the local runtime's attention: same numerics, so greedy answers can be compared
             "-t", str(threads),
             "--no-webui",
             *extra_args,

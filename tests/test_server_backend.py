@@ -141,8 +141,9 @@ async def test_the_answer_keeps_to_the_schema_and_becomes_an_assessment(llama_se
 
 
 async def test_same_note_same_prompt_and_answer_shape_as_the_local_worker(llama_server):
-    """Same prompt tokens and the same schema; the greedy answers themselves are not yet
-    identical on this machine (see docs/clinic-server.md), so only their shape is compared."""
+    """Through the whole engine: the same prompt tokens and the same schema. The greedy
+    texts differ by one known setting, shown by the next test: llama-server counts the
+    prompt in DRY's history, the local worker does not."""
     local = Engine(Settings.resolve(threads=2, ctx=4096))
     remote = server_engine(llama_server.url)
     try:
@@ -157,6 +158,56 @@ async def test_same_note_same_prompt_and_answer_shape_as_the_local_worker(llama_
     remote_prompt = next(e for e in remote_events if isinstance(e, PromptPrepared))
     assert local_prompt.prompt_tokens == remote_prompt.prompt_tokens
     assert list(json.loads(remote_done.text)) == list(json.loads(local_done.text))
+
+
+@pytest.mark.parametrize("mode", ["text", "assessment"])
+def test_greedy_answers_are_the_same_token_for_token_once_dry_sees_the_same_history(
+    llama_server, gemma_path, mode
+):
+    """Why the backends' texts differ, pinned down: with the same DRY history (the
+    prompt counted, as llama-server always does) or no DRY, the answers are equal."""
+    import dataclasses
+
+    import httpx
+
+    from engine.prompts import PromptContext, build_messages
+    from engine.schema import ModelAnswer
+    from engine.server_backend import llama_server_completion_body
+    from engine.wire import Job
+    from models.llm import ANTI_REPETITION, NO_ANTI_REPETITION, LlamaRuntime, LoadSpec, build_grammar
+
+    runtime = LlamaRuntime(LoadSpec(str(gemma_path), threads=2, n_ctx=4096, full_window_cache=True))
+    try:
+        prompt = runtime.format_prompt(build_messages(NOTE, PromptContext(), "text"))
+        tokens = runtime.llm.tokenize(prompt.encode(), add_bos=True, special=True)
+        schema = ModelAnswer.generation_schema() if mode == "assessment" else None
+        job = Job("1", NOTE, mode, PromptContext(), 160, 0.0, 0, schema)
+
+        def served(dry: bool) -> str:
+            body = llama_server_completion_body("", tokens, job)
+            body.update(stream=False, cache_prompt=False)
+            if not dry:
+                body.update(dry_multiplier=0.0, samplers=["top_k", "top_p", "temperature"])
+            reply = httpx.post(f"{llama_server.url}/v1/completions", json=body, timeout=300)
+            return str(reply.json()["choices"][0]["text"])
+
+        def local(anti_repetition) -> str:
+            grammar = build_grammar(schema) if schema else None
+            pieces = runtime.stream(
+                tokens,
+                max_tokens=160,
+                cancel=threading.Event(),
+                grammar=grammar,
+                anti_repetition=anti_repetition,
+            )
+            return "".join(piece.text for piece in pieces)
+
+        without_dry = local(NO_ANTI_REPETITION)
+        assert len(without_dry) > 100 and served(dry=False) == without_dry
+        counted = local(dataclasses.replace(ANTI_REPETITION, counts_prompt=True))
+        assert served(dry=True) == counted
+    finally:
+        runtime.close()
 
 
 async def test_cancel_closes_the_request_and_the_server_stops_decoding(llama_server):
