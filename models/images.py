@@ -162,9 +162,26 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _load_pil(path: Path) -> Image.Image:
+def _decode_at_reduced_size(im: Image.Image, min_side: int) -> None:
+    """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while the shortest side stays >= `min_side`.
+
+    libjpeg scales in the DCT domain, which is several times cheaper than decoding
+    every pixel and resampling them afterwards. Other formats decode in full.
+    """
+    if im.format not in {"JPEG", "MPO"}:
+        return
+    width, height = im.size
+    scale = min_side / min(width, height)
+    if scale >= 1.0:
+        return
+    im.draft(im.mode, (int(np.ceil(width * scale)), int(np.ceil(height * scale))))
+
+
+def _load_pil(path: Path, min_side: int | None = None) -> Image.Image:
     im = _open_pil(path)
     try:
+        if min_side:
+            _decode_at_reduced_size(im, min_side)
         try:
             im.load()
         except Image.DecompressionBombError:
@@ -175,12 +192,12 @@ def _load_pil(path: Path) -> Image.Image:
         if getattr(im, "n_frames", 1) > 1:
             im.seek(0)
         try:
-            im = ImageOps.exif_transpose(im) or im
+            ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
         except Exception:  # a broken EXIF block must not stop an otherwise good image
             pass
         out = _to_rgb(im)
         if out is im:
-            out = im.copy()
+            out = im.copy()  # closing `im` below frees its pixels
         return out
     finally:
         im.close()
@@ -294,16 +311,19 @@ def _load_dicom(path: Path) -> Image.Image:
 # ---------------------------------------------------------------- public API
 
 
-def load_image(path: str | os.PathLike[str]) -> Image.Image:
+def load_image(path: str | os.PathLike[str], min_side: int | None = None) -> Image.Image:
     """Read an image file (PNG, JPEG, TIFF, BMP, WebP, GIF, DICOM) as RGB.
 
-    Raises `ImageError` with a one-line reason for anything that cannot be read.
+    With `min_side`, a large JPEG may be decoded at 1/2, 1/4 or 1/8 of its size,
+    never with its shortest side below `min_side`; for a caller that will shrink
+    the image anyway. Raises `ImageError` with a one-line reason for anything
+    that cannot be read.
     """
     p = Path(path)
     head = _check_file(p)
     if _is_dicom(p, head):
         return _load_dicom(p)
-    return _load_pil(p)
+    return _load_pil(p, min_side)
 
 
 def validate_image_path(path: str | os.PathLike[str] | None) -> str | None:

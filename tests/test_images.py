@@ -158,6 +158,41 @@ def test_exif_rotation_applied(tmp_path):
     assert top[0] > 200 and top[1] < 60  # the red half is now on top
 
 
+def test_large_jpeg_decoded_at_reduced_size(tmp_path):
+    """With `min_side`, libjpeg scales by a power of two, never below `min_side`."""
+    p = tmp_path / "photo.jpg"
+    Image.fromarray(_gradient_rgb(1600, 1200)).save(p, quality=90)
+    assert load_image(p).size == (1600, 1200)
+    assert load_image(p, min_side=448).size == (800, 600)  # 1/4 would be 300 high
+    assert load_image(p, min_side=150).size == (200, 150)  # 1/8
+    assert load_image(p, min_side=1200).size == (1600, 1200)
+    assert load_image(p, min_side=5000).size == (1600, 1200)  # never enlarged
+    reduced = np.asarray(load_image(p, min_side=448)).astype(int)
+    full = np.asarray(load_image(p).resize((800, 600), Image.Resampling.BOX)).astype(int)
+    assert np.abs(reduced - full).mean() < 2  # the same picture, not a crop
+
+
+def test_reduced_jpeg_keeps_exif_rotation(tmp_path):
+    arr = np.zeros((1000, 2000, 3), np.uint8)
+    arr[:, :1000] = (255, 0, 0)  # left half red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 CW to display
+    p = tmp_path / "phone.jpg"
+    Image.fromarray(arr).save(p, exif=exif, quality=95)
+    out = load_image(p, min_side=400)
+    assert out.size == (500, 1000)  # halved, then turned to portrait
+    top = np.asarray(out)[:100].reshape(-1, 3).mean(axis=0)
+    assert top[0] > 200 and top[1] < 60
+
+
+def test_min_side_leaves_other_formats_whole(tmp_path):
+    p = tmp_path / "big.png"
+    Image.fromarray(_gradient_rgb(1600, 1200)).save(p)
+    im = load_image(p, min_side=448)
+    assert im.size == (1600, 1200)
+    assert np.array_equal(np.asarray(im), _gradient_rgb(1600, 1200))
+
+
 def test_animated_gif_first_frame(tmp_path):
     frames = [Image.new("RGB", (8, 8), c) for c in [(255, 0, 0), (0, 0, 255)]]
     p = tmp_path / "a.gif"
