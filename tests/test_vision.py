@@ -20,7 +20,7 @@ from PIL import Image
 from vision_fixtures import make_onnx_model_dir, structured_images
 
 from models import probe as probe_cli
-from models.images import ImageError
+from models.images import ImageError, load_image
 from models.probe import ProbeError, remove_probe, train_probe
 from models.vision import (
     CLIP_MEAN,
@@ -31,6 +31,7 @@ from models.vision import (
     VisionModel,
     VisionModelError,
     preprocess,
+    preprocess_file,
     sha256_file,
 )
 
@@ -105,6 +106,55 @@ def test_preprocess_matches_open_clip(size):
         theirs = transform(im).numpy()
         assert ours.shape == theirs.shape
         assert np.abs(ours - theirs).max() <= 1e-5
+
+
+def _grey_levels(normalised_difference: np.ndarray) -> np.ndarray:
+    """A difference of normalised CHW pixels in 8-bit grey levels of each channel."""
+    result: np.ndarray = normalised_difference * np.asarray(CLIP_STD)[:, None, None] * 255.0
+    return result
+
+
+def _large_files(tmp_path: Path) -> dict[str, Path]:
+    """A 4000x3000 camera JPEG and a 3000x2400 greyscale X-ray PNG, large enough for every shortcut."""
+    xray, skin = structured_images(2, seed=5, size=512)
+    files = {"jpeg": tmp_path / "skin_4000x3000.jpg", "png": tmp_path / "xray_3000x2400.png"}
+    skin.resize((4000, 3000), Image.Resampling.BICUBIC).save(files["jpeg"], quality=92)
+    xray.convert("L").resize((3000, 2400), Image.Resampling.BICUBIC).save(files["png"])
+    return files
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png"])
+def test_preprocess_file_of_a_large_image_matches_open_clip(kind, tmp_path):
+    """The fast file path (JPEG draft, Pillow reduce) against open_clip on the fully decoded file.
+
+    The shortcuts average pixels in a different order than one bicubic pass, so
+    the tolerance is two 8-bit grey levels per pixel instead of 1e-5 (rounding
+    twice can move a value by one level each time); on average the difference is
+    a small fraction of a level.
+    """
+    open_clip = pytest.importorskip("open_clip")
+    pytest.importorskip("torch")
+    transform = open_clip.image_transform(224, is_train=False, mean=CLIP_MEAN, std=CLIP_STD)
+    path = _large_files(tmp_path)[kind]
+    with Image.open(path) as full:
+        theirs = transform(full.convert("RGB")).numpy()
+    ours = preprocess_file(path)
+    exact = preprocess(load_image(path))
+    assert np.abs(exact - theirs).max() <= 1e-5
+    assert not np.array_equal(ours, exact)  # a shortcut was taken
+    levels = _grey_levels(np.abs(ours - theirs))
+    print(f"\n{path.name}: differs by at most {levels.max():.2f} grey levels, {levels.mean():.3f} on average")
+    assert levels.max() <= 2.0 + 1e-3
+    assert levels.mean() < 0.25
+
+
+@pytest.mark.parametrize("size", [(640, 480), (880, 660), (1001, 333)])
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_preprocess_file_of_a_smaller_image_is_exact(size, suffix, tmp_path):
+    """Below twice the input size (JPEG) and three times (reduce) no shortcut applies: open_clip's pixels."""
+    path = tmp_path / f"image{suffix}"
+    structured_images(1, seed=3)[0].resize(size).save(path)
+    assert np.abs(preprocess_file(path) - preprocess(load_image(path))).max() <= 1e-6
 
 
 def test_preprocess_converts_non_rgb():
