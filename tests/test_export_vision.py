@@ -116,6 +116,8 @@ def test_tiny_export_manifest(tiny_export):
     assert manifest["labels"] == ev.read_labels()
     assert manifest["logit_scale"] == pytest.approx(1 / 0.07, rel=1e-4)
     assert manifest["quantization"]["method"] == "dynamic" and manifest["quantization"]["per_channel"]
+    assert manifest["quantization"]["op_types"] == ["MatMul"]
+    assert manifest["graph_optimisation"]["level"] == "ORT_ENABLE_EXTENDED"
     fid = manifest["fidelity"]
     assert {"cosine_mean", "cosine_min", "top1_agreement", "n_images", "calibration"} <= set(fid)
     assert fid["fp32_onnx_vs_torch_cosine_min"] > 0.9999
@@ -146,6 +148,57 @@ def test_tiny_export_matches_torch(tiny_export, tiny_source):
     assert np.allclose(np.load(out / "labels.npy"), text, atol=1e-5)
     found = int8.findings(images[0], top_k=3)
     assert len(found) == 3 and all(f.label in manifest["labels"] for f in found)
+
+
+def _operators(path) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+@pytest.mark.export
+def test_shipped_graphs_are_optimised_and_conv_stays_fp32(tiny_export):
+    """The export saves onnxruntime's fused graph, so loading does not redo the fusions."""
+    out, _ = tiny_export
+    int8_ops = _operators(out / "vision_int8.onnx")
+    assert "DynamicQuantizeMatMul" in int8_ops  # fused at export from DynamicQuantizeLinear + MatMulInteger
+    assert not {"MatMulInteger", "DynamicQuantizeLinear", "ConvInteger"} & int8_ops
+    assert "Conv" in int8_ops  # the patch embedding: onnxruntime's ConvInteger is slower than FP32
+    fp32_ops = _operators(out / "vision_fp32.onnx")
+    for ops in (int8_ops, fp32_ops):
+        assert "Erf" not in ops and ops & {"Gelu", "BiasGelu"}  # the exporter's erf GELU, fused
+        assert "LayerNormalization" in ops
+
+
+@pytest.mark.export
+def test_folder_from_before_graph_optimisation_still_loads(tiny_export, tiny_source, tmp_path):
+    """A model folder written before graphs were optimised at export (plain quantised ONNX) loads and agrees."""
+    import shutil
+
+    import open_clip
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out, manifest = tiny_export
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    # what export-vision wrote before: the exporter's graph, every MatMul and Conv quantised
+    ev.export_onnx(open_clip.create_model(f"local-dir:{tiny_source}").eval(), tmp_path / "fp32.onnx", 224)
+    quantize_dynamic(
+        str(tmp_path / "fp32.onnx"),
+        str(old / "vision_int8.onnx"),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+    )
+    assert "MatMulInteger" in _operators(old / "vision_int8.onnx")
+    old_manifest = {k: v for k, v in manifest.items() if k != "graph_optimisation"}
+    old_manifest["files"] = dict(
+        manifest["files"], **{"vision_int8.onnx": sha256_file(old / "vision_int8.onnx")}
+    )
+    (old / "manifest.json").write_text(json.dumps(old_manifest), encoding="utf-8")
+    images = structured_images(3, seed=9)
+    old_embeddings = VisionModel.load(old).embed(images)
+    new_embeddings = VisionModel.load(out).embed(images)
+    assert (old_embeddings * new_embeddings).sum(axis=1).min() > 0.99
 
 
 @pytest.mark.export
