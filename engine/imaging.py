@@ -49,18 +49,19 @@ def analyse(image_path: str, settings: Settings) -> tuple[list[ImageFinding], st
     from models.images import ImageError, load_image
     from models.vision import VisionModelError
 
-    try:
-        image = load_image(image_path)
-    except ImageError as exc:
-        return [], str(exc)
     if settings.vision_model is None:
+        try:
+            load_image(image_path)
+        except ImageError as exc:
+            return [], str(exc)
         return [], (
             "no image model is installed, so the image was not analysed: "
             "create one with `medgemma-tui export-vision` (see README)"
         )
     try:
         model = _load(settings.vision_model, settings.threads)
-        findings = model.findings(image, top_k=TOP_K)
+        # from the path, so that the model reads the file only at the size it needs
+        findings = model.findings(image_path, top_k=TOP_K)
     except (VisionModelError, ImageError) as exc:
         return [], str(exc)
     return [ImageFinding(**dataclasses.asdict(finding)) for finding in findings], None
