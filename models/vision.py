@@ -15,7 +15,10 @@ holds:
 Preprocessing reproduces open_clip's eval transform for BiomedCLIP with PIL
 and numpy only: RGB, resize the shortest side to 224 (bicubic, as
 torchvision's ``Resize`` does on PIL images), centre crop 224, scale to
-0..1, normalise with the OpenAI-CLIP mean and std.
+0..1, normalise with the OpenAI-CLIP mean and std. An image file is read the
+fast way (`preprocess_file`): a large JPEG is decoded at reduced size and a
+large image is box-reduced before the bicubic pass, within two grey levels of
+open_clip's pixels.
 
 The manifest, the probe's metadata and its class names come from files anyone
 could have written, so every string in them is neutralised as it is read.
