@@ -143,13 +143,14 @@ def _stretch_to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.rint((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def _to_rgb(im: Image.Image, keep_grey: bool = False) -> Image.Image:
+    """RGB, or with `keep_grey` 8-bit greyscale (mode L) for an image without colour or alpha."""
     mode = im.mode
-    if mode == "RGB":
+    if mode == "RGB" or (keep_grey and mode == "L" and "transparency" not in im.info):
         return im
     if mode.startswith("I;16") or mode in {"I", "F"}:
-        grey = _stretch_to_uint8(np.asarray(im))
-        return Image.fromarray(grey, mode="L").convert("RGB")
+        grey = Image.fromarray(_stretch_to_uint8(np.asarray(im)), mode="L")
+        return grey if keep_grey else grey.convert("RGB")
     if mode == "P":
         im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
         mode = im.mode
@@ -177,7 +178,7 @@ def _decode_at_reduced_size(im: Image.Image, min_side: int) -> None:
     im.draft(im.mode, (int(np.ceil(width * scale)), int(np.ceil(height * scale))))
 
 
-def _load_pil(path: Path, min_side: int | None = None) -> Image.Image:
+def _load_pil(path: Path, min_side: int | None = None, keep_grey: bool = False) -> Image.Image:
     im = _open_pil(path)
     try:
         if min_side:
@@ -195,7 +196,7 @@ def _load_pil(path: Path, min_side: int | None = None) -> Image.Image:
             ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
         except Exception:  # a broken EXIF block must not stop an otherwise good image
             pass
-        out = _to_rgb(im)
+        out = _to_rgb(im, keep_grey)
         if out is im:
             out = im.copy()  # closing `im` below frees its pixels
         return out
@@ -251,7 +252,7 @@ def _first(value: SupportsFloat | Sequence[SupportsFloat]) -> float:
     return float(value)
 
 
-def _load_dicom(path: Path) -> Image.Image:
+def _load_dicom(path: Path, keep_grey: bool = False) -> Image.Image:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -305,25 +306,29 @@ def _load_dicom(path: Path) -> Image.Image:
         grey = _stretch_to_uint8(data)
     if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         grey = 255 - grey
-    return Image.fromarray(np.ascontiguousarray(grey), mode="L").convert("RGB")
+    image = Image.fromarray(np.ascontiguousarray(grey), mode="L")
+    return image if keep_grey else image.convert("RGB")
 
 
 # ---------------------------------------------------------------- public API
 
 
-def load_image(path: str | os.PathLike[str], min_side: int | None = None) -> Image.Image:
+def load_image(
+    path: str | os.PathLike[str], min_side: int | None = None, *, keep_grey: bool = False
+) -> Image.Image:
     """Read an image file (PNG, JPEG, TIFF, BMP, WebP, GIF, DICOM) as RGB.
 
-    With `min_side`, a large JPEG may be decoded at 1/2, 1/4 or 1/8 of its size,
-    never with its shortest side below `min_side`; for a caller that will shrink
-    the image anyway. Raises `ImageError` with a one-line reason for anything
-    that cannot be read.
+    For a caller that will shrink the image anyway: with `min_side`, a large JPEG
+    may be decoded at 1/2, 1/4 or 1/8 of its size, never with its shortest side
+    below `min_side`; with `keep_grey`, a greyscale image without alpha comes back
+    as 8-bit greyscale (mode L), a third of the pixels to resample.
+    Raises `ImageError` with a one-line reason for anything that cannot be read.
     """
     p = Path(path)
     head = _check_file(p)
     if _is_dicom(p, head):
-        return _load_dicom(p)
-    return _load_pil(p, min_side)
+        return _load_dicom(p, keep_grey)
+    return _load_pil(p, min_side, keep_grey)
 
 
 def validate_image_path(path: str | os.PathLike[str] | None) -> str | None:

@@ -193,6 +193,24 @@ def test_min_side_leaves_other_formats_whole(tmp_path):
     assert np.array_equal(np.asarray(im), _gradient_rgb(1600, 1200))
 
 
+def test_keep_grey_returns_greyscale_as_one_channel(tmp_path):
+    grey = _gradient_rgb()[..., 0]
+    Image.fromarray(grey, mode="L").save(tmp_path / "grey.png")
+    im = load_image(tmp_path / "grey.png", keep_grey=True)
+    assert im.mode == "L" and np.array_equal(np.asarray(im), grey)
+    assert np.array_equal(np.asarray(load_image(tmp_path / "grey.png"))[..., 1], grey)  # RGB by default
+    wide = (np.arange(64 * 48).reshape(48, 64) * 3).astype(np.uint16)
+    Image.fromarray(wide).save(tmp_path / "grey16.png")
+    stretched = load_image(tmp_path / "grey16.png", keep_grey=True)
+    assert stretched.mode == "L" and np.array_equal(
+        np.asarray(stretched), np.asarray(load_image(tmp_path / "grey16.png"))[..., 0]
+    )
+    Image.fromarray(_gradient_rgb()).save(tmp_path / "colour.png")
+    assert load_image(tmp_path / "colour.png", keep_grey=True).mode == "RGB"
+    Image.new("LA", (8, 8), (200, 0)).save(tmp_path / "alpha.png")
+    assert load_image(tmp_path / "alpha.png", keep_grey=True).mode == "RGB"  # alpha is composited
+
+
 def test_animated_gif_first_frame(tmp_path):
     frames = [Image.new("RGB", (8, 8), c) for c in [(255, 0, 0), (0, 0, 255)]]
     p = tmp_path / "a.gif"
@@ -360,6 +378,8 @@ def test_dicom_monochrome1_inverted(tmp_path):
     a2 = np.asarray(load_image(p2)).astype(int)
     a1 = np.asarray(load_image(p1)).astype(int)
     assert np.array_equal(a1, 255 - a2)
+    grey = load_image(p1, keep_grey=True)
+    assert grey.mode == "L" and np.array_equal(np.asarray(grey), a1[..., 0])
 
 
 def test_dicom_detected_by_magic_without_suffix(tmp_path):

@@ -150,16 +150,27 @@ def test_preprocess_file_of_a_large_image_matches_open_clip(kind, tmp_path):
 
 @pytest.mark.parametrize("size", [(640, 480), (880, 660), (1001, 333)])
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
-def test_preprocess_file_of_a_smaller_image_is_exact(size, suffix, tmp_path):
-    """Below twice the input size (JPEG) and three times (reduce) no shortcut applies: open_clip's pixels."""
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_preprocess_file_of_a_smaller_image_is_exact(size, suffix, mode, tmp_path):
+    """Below twice the input size (JPEG) and three times (reduce) no shortcut applies: open_clip's pixels.
+
+    A greyscale file is resampled as one channel, which gives the very same pixels.
+    """
     path = tmp_path / f"image{suffix}"
-    structured_images(1, seed=3)[0].resize(size).save(path)
-    assert np.abs(preprocess_file(path) - preprocess(load_image(path))).max() <= 1e-6
+    structured_images(1, seed=3)[0].resize(size).convert(mode).save(path)
+    assert load_image(path, keep_grey=True).mode == mode
+    assert np.array_equal(preprocess_file(path), preprocess(load_image(path)))
 
 
 def test_preprocess_converts_non_rgb():
     g = Image.fromarray(np.tile(np.arange(224, dtype=np.uint8), (224, 1)), mode="L")
     assert np.allclose(preprocess(g), preprocess(g.convert("RGB")))
+    large = structured_images(1, seed=8, size=512)[0].convert("L").resize((1500, 1100))
+    for gap in (None, 3.0):  # greyscale is resampled as one channel: identical pixels
+        grey = preprocess(large, reducing_gap=gap)
+        assert np.array_equal(grey, preprocess(large.convert("RGB"), reducing_gap=gap))
+    palette = large.convert("P")
+    assert np.array_equal(preprocess(palette), preprocess(palette.convert("RGB")))
 
 
 # ---------------------------------------------------------------- loading
