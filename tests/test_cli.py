@@ -31,6 +31,14 @@ def cli(*args: str, stdin: str | None = None, timeout: float = 400) -> subproces
     )
 
 
+def streaming_analyze(note_file, max_tokens: int, stderr: int) -> subprocess.Popen:
+    """`analyze` in text mode, unbuffered, its stdout read as it streams."""
+    command = [sys.executable, "-u", "-m", "tui.cli", "analyze", "--note", str(note_file), "--mode", "text"]
+    return subprocess.Popen(
+        [*command, "--max-tokens", str(max_tokens)], stdout=subprocess.PIPE, stderr=stderr, cwd=REPO
+    )
+
+
 @pytest.fixture
 def note_file(tmp_path):
     path = tmp_path / "note.txt"
@@ -47,24 +55,7 @@ def test_text_mode_streams_to_stdout_and_says_demo_on_stderr(note_file):
 
 
 def test_stream_is_flushed_sentence_by_sentence(note_file):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "-m",
-            "tui.cli",
-            "analyze",
-            "--note",
-            str(note_file),
-            "--mode",
-            "text",
-            "--max-tokens",
-            "120",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-    )
+    process = streaming_analyze(note_file, 120, stderr=subprocess.DEVNULL)
     arrivals = []
     try:
         while True:
@@ -195,24 +186,7 @@ def test_bad_config_file_exits_2(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_stops_cleanly_with_130_and_keeps_the_text(note_file):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "-m",
-            "tui.cli",
-            "analyze",
-            "--note",
-            str(note_file),
-            "--mode",
-            "text",
-            "--max-tokens",
-            "600",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
+    process = streaming_analyze(note_file, 600, stderr=subprocess.PIPE)
     received = b""
     while len(received.split()) < 6:
         chunk = os.read(process.stdout.fileno(), 256)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from engine.safety.sentences import sentence_spans
+from engine.safety.sentences import replace_sentences
 from engine.schema import RiskLevel, SafetyFlag
 
 CONTRADICTED_BANDS = frozenset({"Moderate", "High"})
@@ -79,24 +79,14 @@ def flag_contradicting_advice(text: str, rule_band: RiskLevel | None) -> tuple[s
     """
     if not text or rule_band not in CONTRADICTED_BANDS:
         return text, []
-    flags: list[SafetyFlag] = []
-    pieces: list[str] = []
-    last = 0
-    for a, b in sentence_spans(text):
-        sentence = text[a:b]
+
+    def withhold(sentence: str) -> tuple[str, SafetyFlag] | None:
         advice = contradicting_advice(sentence)
         if advice is None:
-            continue
-        pieces.extend([text[last:a], WITHHELD.format(band=rule_band)])
-        last = b
-        flags.append(
-            SafetyFlag(
-                kind="advice-contradicts-risk",
-                text=sentence,
-                detail=f"'{advice}' under a {rule_band} NEWS2 band; the advice was withheld from the answer.",
-            )
+            return None
+        detail = f"'{advice}' under a {rule_band} NEWS2 band; the advice was withheld from the answer."
+        return WITHHELD.format(band=rule_band), SafetyFlag(
+            kind="advice-contradicts-risk", text=sentence, detail=detail
         )
-    if not flags:
-        return text, []
-    pieces.append(text[last:])
-    return "".join(pieces), flags
+
+    return replace_sentences(text, withhold)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.safety.sentences import sentence_spans, split_sentences
+from engine.safety.sentences import replace_sentences, split_sentences
 from engine.schema import SafetyFlag
 
 DISEASE_TERMS = frozenset(
@@ -523,24 +523,12 @@ def reframe(text: str) -> tuple[str, list[SafetyFlag]]:
     """
     if not text:
         return text, []
-    flags: list[SafetyFlag] = []
-    pieces: list[str] = []
-    last = 0
-    for a, b in sentence_spans(text):
-        sentence = text[a:b]
+
+    def reframed(sentence: str) -> tuple[str, SafetyFlag] | None:
         new = _rewrite(sentence)
-        if new != sentence:
-            pieces.append(text[last:a])
-            pieces.append(new)
-            last = b
-            flags.append(
-                SafetyFlag(
-                    kind="diagnostic-language",
-                    text=sentence,
-                    detail=f"Definitive diagnostic statement reframed as assistive: {new}",
-                )
-            )
-    if not flags:
-        return text, []
-    pieces.append(text[last:])
-    return "".join(pieces), flags
+        if new == sentence:
+            return None
+        detail = f"Definitive diagnostic statement reframed as assistive: {new}"
+        return new, SafetyFlag(kind="diagnostic-language", text=sentence, detail=detail)
+
+    return replace_sentences(text, reframed)

@@ -13,6 +13,9 @@ is one sentence.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+
+from engine.schema import SafetyFlag
 
 # Tokens that end with a period without ending a sentence (compared lowercase,
 # inner dots kept: "e.g", "i.e").
@@ -82,3 +85,27 @@ def _add_span(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> 
 def split_sentences(text: str) -> list[str]:
     """Sentences of `text`, robust to "e.g.", "approx.", "Dr.", "38.5"."""
     return [text[a:b] for a, b in sentence_spans(text)]
+
+
+def replace_sentences(
+    text: str, replacement: Callable[[str], tuple[str, SafetyFlag] | None]
+) -> tuple[str, list[SafetyFlag]]:
+    """`text` with each sentence that `replacement` answers for swapped for its new text.
+
+    Everything else (other sentences, whitespace, line breaks) is kept byte for byte.
+    """
+    flags: list[SafetyFlag] = []
+    pieces: list[str] = []
+    last = 0
+    for a, b in sentence_spans(text):
+        replaced = replacement(text[a:b])
+        if replaced is None:
+            continue
+        new, flag = replaced
+        pieces.extend([text[last:a], new])
+        last = b
+        flags.append(flag)
+    if not flags:
+        return text, []
+    pieces.append(text[last:])
+    return "".join(pieces), flags
