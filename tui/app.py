@@ -17,7 +17,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from rich.color import ColorSystem
+from rich.console import RenderableType
 from textual import events, on, work
+from textual._compositor import ChopsUpdate
 from textual.app import App, ComposeResult, SystemCommand
 from textual.css.query import NoMatches
 from textual.screen import Screen
@@ -29,6 +31,7 @@ from tui import actions
 from tui.case_view import CaseView, Speed
 from tui.messages import ModelReady
 from tui.preferences import Preferences, load_preferences
+from tui.screen_update import CellPreciseUpdate
 from tui.screens import HELP_INTRO, HELP_OUTRO, HelpScreen, HistoryScreen, LockScreen
 from tui.widgets.result_card import Disclaimer
 from tui.widgets.status_bar import StatusBar, process_tree_rss_mb
@@ -138,6 +141,12 @@ class MedGemmaApp(App[int]):
     def _show_speed(self, speed: Speed | None) -> None:
         if speed is not None:
             self.query_one(StatusBar).set_speed(speed.tokens, speed.tokens_per_s, speed.ttft_s)
+
+    def _display(self, screen: Screen, renderable: RenderableType | None) -> None:
+        # Partial updates are written from their first changed cell (see tui/screen_update.py).
+        if isinstance(renderable, ChopsUpdate):
+            renderable = CellPreciseUpdate.from_update(renderable)
+        super()._display(screen, renderable)
 
     # --- model --------------------------------------------------------------------
 
