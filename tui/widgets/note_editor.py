@@ -8,7 +8,7 @@ from typing import Any
 from textual import events
 from textual.binding import Binding
 from textual.document._edit import Edit
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.reactive import Reactive, reactive
 from textual.widgets import TextArea
 from textual.widgets.text_area import EditResult, Location, Selection
@@ -49,6 +49,10 @@ class NoteEditor(TextArea, inherit_bindings=False):
     # nothing by itself; the rows an edit or a cursor move touches are refreshed line by line
     # (see `edit` and `_watch_selection`), so a keystroke costs a few cells.
     selection: Reactive[Selection] = reactive(Selection(), init=False, always_update=True, repaint=False)
+    # Likewise a new virtual size (a typed line wrapped onto a new row) repaints nothing by
+    # itself (Textual would repaint every row, about 6 KB); it still lays the editor out, for
+    # the scrollbar, and `edit` refreshes the rows that moved.
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=True, repaint=False)
 
     DEFAULT_CSS = """
     NoteEditor {
@@ -134,6 +138,10 @@ class NoteEditor(TextArea, inherit_bindings=False):
 
     # --- line-level repaint -------------------------------------------------------
 
+    def _rewrap_and_refresh_virtual_size(self) -> None:
+        super()._rewrap_and_refresh_virtual_size()
+        self.refresh()  # wrapped again at a new width (or text loaded): any row may have changed
+
     def edit(self, edit: Edit) -> EditResult:
         document, wrapped = self.document, self.wrapped_document
         lines_before, rows_before = document.line_count, wrapped.height
@@ -143,7 +151,10 @@ class NoteEditor(TextArea, inherit_bindings=False):
         length_before = len(document[line]) if within_line else 0
         result = super().edit(edit)
         if document.line_count != lines_before or wrapped.height != rows_before:
-            self.refresh()  # rows below moved up or down
+            # Rows below the edit moved up or down: repaint from the edit's row to the last
+            # row the text covered before or covers now; the blank rows below stay as they are.
+            top = wrapped.location_to_offset((line, 0)).y
+            self.refresh_lines(top, max(rows_before, wrapped.height) - top)
         elif within_line and self.text and wrapped.get_offsets(line) == wraps_before:
             self._refresh_line_from(edit.top, max(length_before, len(document[line])))
         else:
