@@ -61,9 +61,9 @@ if TYPE_CHECKING:
 DRAFT_SAVE_DELAY_S = 0.4
 LIVE_RISK_DELAY_S = 0.3
 NEW_CASE_CONFIRM_S = 3.0
-# The status bar's speed follows the tokens, a few times a second: a repaint of it
-# per token would cost about 100 bytes to the terminal each (over slow SSH links).
-SPEED_UPDATES_PER_S = 4
+# The status bar's speed follows the tokens once a second: a repaint of it per token
+# would cost about 50 bytes to the terminal each (over slow SSH links).
+SPEED_UPDATES_PER_S = 1
 
 CHECKED_FIELDS = ("reasoning", "summary")  # streamed as a draft, then sentence by sentence checked
 FIELD_ORDER = ("reasoning", "summary", "key_findings", "risk_level", "recommendations")
@@ -144,6 +144,12 @@ def form_values(vitals: dict[str, Any]) -> dict[str, str]:
 def vitals_from_dict(vitals: dict[str, Any]) -> Vitals | None:
     known = {name: value for name, value in vitals.items() if name in FORM_FIELDS}
     return Vitals(**known) if known else None
+
+
+def set_border_subtitle(widget: Widget, text: str) -> None:
+    """Setting a border subtitle repaints the whole widget, even to the same text: only on a change."""
+    if (widget.border_subtitle or "") != text:
+        widget.border_subtitle = text
 
 
 class CaseView(Widget):
@@ -242,7 +248,7 @@ class CaseView(Widget):
     def watch_outcome(self, outcome: Outcome) -> None:
         stream = self.query_one(StreamView)
         stream.set_class(outcome == "failed", "-error")
-        stream.border_subtitle = outcome if outcome in ("cancelled", "failed", "reopened") else ""
+        set_border_subtitle(stream, outcome if outcome in ("cancelled", "failed", "reopened") else "")
 
     # --- what can be done now ----------------------------------------------------
 
@@ -432,7 +438,7 @@ class CaseView(Widget):
         card.show_assessment(
             result.assessment, Case(request.note, request.image_path, request.vitals, result.image_error)
         )
-        card.border_subtitle = ""
+        set_border_subtitle(card, "")
 
     def _show_failure(self, message: str) -> None:
         self.last_error = message

@@ -9,6 +9,8 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -72,6 +74,10 @@ def finding_prompt(finding: Finding) -> Text:
 class FindingList(OptionList):
     """Key findings; highlighting one shows its evidence in the note."""
 
+    # OptionList sets its virtual size while it renders; Textual would then repaint it
+    # all a second time, identically. Laid out again, not repainted.
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=True, repaint=False)
+
     DEFAULT_CSS = """
     FindingList {
         height: auto;
@@ -121,6 +127,11 @@ class FindingList(OptionList):
 class ResultCard(VerticalScroll):
     """Everything the clinician needs to judge the answer, in reading order."""
 
+    # The card's virtual size follows its content's height after each layout. Textual
+    # would repaint the whole card once more each time it changes (a new result: the
+    # card drawn twice over a slow link); the parts that changed repaint themselves.
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=True, repaint=False)
+
     assessment: Assessment | None
     _reasons_text: str | None = None  # what #risk-reasons shows: unchanged text is not repainted
 
@@ -131,6 +142,9 @@ class ResultCard(VerticalScroll):
         border-title-color: $text-muted;
         padding: 0 1;
         scrollbar-size-vertical: 1;
+        /* The scrollbar is always there: one appearing once a long result is drawn
+           would re-wrap the card and repaint all of it a second time. */
+        overflow-y: scroll;
     }
     ResultCard:focus-within {
         border: round $primary;

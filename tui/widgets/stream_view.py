@@ -21,6 +21,7 @@ from rich.cells import cell_len
 from rich.segment import Segment
 from rich.text import Text
 from textual.geometry import Region, Size
+from textual.reactive import Reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -42,6 +43,14 @@ def wrap_text(text: str, width: int) -> list[str]:
             continue
         lines.extend(line.plain for line in Text(paragraph).wrap(_console(), width, no_wrap=False))
     return lines
+
+
+def first_difference(old_lines: list[str], new_lines: list[str]) -> int:
+    """Index of the first line that differs; the shorter length when one list starts the other."""
+    for index, (old, new) in enumerate(zip(old_lines, new_lines, strict=False)):
+        if old != new:
+            return index
+    return min(len(old_lines), len(new_lines))
 
 
 _CONSOLE: Console | None = None
@@ -104,6 +113,11 @@ class StreamView(ScrollView, can_focus=True):
         border-title-color: $error;
     }
     """
+
+    # A new virtual size (the text grew past the pane) only lays the pane out again, for the
+    # scrollbar. Textual would also repaint the whole pane, border and blank rows included;
+    # here the lines that changed are refreshed by `_redraw`, and a scroll repaints the text.
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=True, repaint=False)
 
     def __init__(self, placeholder: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -210,7 +224,9 @@ class StreamView(ScrollView, can_focus=True):
             return
         if len(new_lines) < len(old_lines):  # a checked sentence shorter than its draft
             self.virtual_size = Size(width, max(len(new_lines), viewport))
-            self.refresh()
+            # Repaint from the first line that changed or lost its dimming, to the old end.
+            first_changed = min(first_difference(old_lines, new_lines), old_draft_at[0], self._draft_at[0])
+            self.refresh_lines(first_changed, len(old_lines) - first_changed)
             return
         following = not old_lines or len(old_lines) - 1 < top + viewport
         if following and len(new_lines) - 1 >= top + viewport:
@@ -221,18 +237,13 @@ class StreamView(ScrollView, can_focus=True):
             self.scroll_to(y=len(new_lines) + half - viewport, animate=False, immediate=True, force=True)
             return
         if len(new_lines) > max(self.virtual_size.height, viewport):
-            # Only when the text outgrows the pane: a new virtual size repaints all of it.
             self.virtual_size = Size(width, len(new_lines))
-        first_changed = len(old_lines)
-        for index, (old, new) in enumerate(zip(old_lines, new_lines, strict=False)):
-            if old != new:
-                first_changed = index
-                break
+        first_changed = first_difference(old_lines, new_lines)
         if self._draft_at != old_draft_at:
             # the draft moved on: the lines it covered lose their dimming
             row = min(old_draft_at[0], self._draft_at[0])
             if row < first_changed:
-                self.refresh_lines(row - top, min(first_changed, len(new_lines)) - row)
+                self.refresh_lines(row, min(first_changed, len(new_lines)) - row)
         if first_changed >= len(new_lines):
             return
         if first_changed < len(old_lines):
