@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from engine import Engine, HistoryEntry
 
 MEMORY_REFRESH_S = 2.0
+# Memory is read while the model loads or runs and for this long after: it moves only
+# then, and an idle app must write nothing to the terminal (a slow link pays for each figure).
+MEMORY_SETTLE_S = 10.0
 LOADING_TICK_S = 0.5
 EXIT_BAD_CONFIG = 2  # the command line's exit code for bad input
 # Over a slow link the stream redraws at most this often (the default is StreamView's own).
@@ -88,6 +91,8 @@ class MedGemmaApp(App[int]):
         self._load_started = 0.0
         self._loading_timer: Timer | None = None
         self._last_input_at = time.monotonic()
+        self._loading = False
+        self._memory_read_until = 0.0  # monotonic time; while loading or running it is read regardless
         if self.preferences.keys:
             self.set_keymap(self.preferences.keys)
 
@@ -118,9 +123,11 @@ class MedGemmaApp(App[int]):
         self.watch(case, "speed", self._show_speed, init=False)
         for state in ("running", "result", "restored_draft"):
             self.watch(case, state, lambda _: self.refresh_bindings(), init=False)
+        self.watch(case, "running", lambda _: self._read_memory_for_a_while(), init=False)
         if self.engine is not None:
             self.load_model()
         if self.show_memory:
+            self._read_memory_for_a_while()
             self.set_interval(MEMORY_REFRESH_S, self._refresh_memory)
         self._announce_restored_draft()
         if self.preferences.idle_lock_minutes:
@@ -156,6 +163,7 @@ class MedGemmaApp(App[int]):
         status = self.query_one(StatusBar)
         self._load_started = time.monotonic()
         self._loading_timer = self.set_interval(LOADING_TICK_S, self._tick_loading)
+        self._loading = True
         try:
             async for event in self.engine.load():
                 match event:
@@ -172,6 +180,8 @@ class MedGemmaApp(App[int]):
             status.set_failed(str(exc) or type(exc).__name__)
         finally:
             self._loading_timer.stop()
+            self._loading = False
+            self._read_memory_for_a_while()
 
     @on(ModelReady)
     def _model_ready_during_run(self, message: ModelReady) -> None:
@@ -189,8 +199,12 @@ class MedGemmaApp(App[int]):
                 text = status.model_text.split(" · ")[0]
                 status.set_loading_text(f"{text} · {elapsed:.0f}s")
 
+    def _read_memory_for_a_while(self) -> None:
+        self._memory_read_until = time.monotonic() + MEMORY_SETTLE_S
+
     def _refresh_memory(self) -> None:
-        self.query_one(StatusBar).set_memory(process_tree_rss_mb())
+        if self._loading or self.case.running or time.monotonic() < self._memory_read_until:
+            self.query_one(StatusBar).set_memory(process_tree_rss_mb())
 
     # --- actions (one table: tui/actions.py) --------------------------------------
 
