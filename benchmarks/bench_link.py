@@ -6,7 +6,8 @@ Drives the real app (demo model) under a 120x40 xterm-256color pseudo-terminal
 and counts the bytes it writes. For each mode (the default, and the app started
 with --low-bandwidth) it prints, in one run:
 
-* bytes at start-up (until the model is loaded and the screen is still);
+* bytes at start-up (until the model is loaded, the status bar has stopped reading
+  memory, MEMORY_SETTLE_S later, and the screen is still);
 * idle bytes per second, nothing happening;
 * bytes per keystroke, plain text typed into the note at human speed (150 ms apart);
 * bytes per keystroke typing vital signs (each change updates the live risk preview);
@@ -38,6 +39,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_tui import NOTE, PtyApp, history_rows  # noqa: E402
 
 from benchmarks._common import record  # noqa: E402
+from tui.app import MEMORY_SETTLE_S  # noqa: E402
 
 TYPED_TEXT = "cough and fever for two days"  # 28 characters, as in the original measurement
 TO_FIRST_VITAL = ["\t", "\t"]  # note -> image path -> the form's first field (focus moves, not counted)
@@ -60,15 +62,8 @@ def fresh_data_dir(root: Path, model_cache: Path) -> Path:
 
 
 def settle(app: PtyApp, quiet_s: float = SETTLE_S, timeout: float = 30) -> None:
-    """Wait until the app has written nothing for `quiet_s`."""
-    deadline = time.monotonic() + timeout
-    last_total, last_change = app.total, time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        if app.total != last_total:
-            last_total, last_change = app.total, time.monotonic()
-        elif time.monotonic() - last_change >= quiet_s:
-            return
+    """Wait until the app has written nothing for `quiet_s` (at most `timeout`)."""
+    app.wait_until_quiet(quiet_s, timeout)
 
 
 def type_keys(app: PtyApp, keys: list[str] | str, gap_s: float) -> None:
@@ -82,6 +77,7 @@ def measure_bytes(data: Path, args: tuple[str, ...]) -> dict[str, float]:
     try:
         app.wait_for("Patient note", 60)
         app.wait_for("DEMO", 120)  # the model is loaded
+        time.sleep(MEMORY_SETTLE_S)  # the status bar reads memory this long after the load
         settle(app)
         figures: dict[str, float] = {"startup": app.total}
 

@@ -57,22 +57,24 @@ PROBE_CHAR = "Ж"  # typed into the image field; appears nowhere else on screen
 
 
 class PtyApp:
-    """The real program under a pseudo-terminal, with every byte it writes timestamped."""
+    """The real program under a pseudo-terminal, with every byte it writes timestamped.
 
-    def __init__(self, data: Path, args: tuple[str, ...] = (), read_rate: int | None = None) -> None:
+    `data`: the app's data folder (its config file inside it); None keeps the caller's
+    environment (MEDGEMMA_TUI_DATA_DIR and MEDGEMMA_TUI_CONFIG as they are set).
+    """
+
+    def __init__(
+        self, data: Path | None = None, args: tuple[str, ...] = (), read_rate: int | None = None
+    ) -> None:
         """`read_rate`: bytes per second the terminal side reads, as over a slow link (None: at once)."""
         self.read_rate = read_rate
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-        env = dict(
-            os.environ,
-            TERM="xterm-256color",
-            MEDGEMMA_TUI_DATA_DIR=str(data),
-            COLUMNS=str(COLUMNS),
-            LINES=str(ROWS),
-        )
+        env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(COLUMNS), LINES=str(ROWS))
         env.pop("NO_COLOR", None)
-        env["MEDGEMMA_TUI_CONFIG"] = str(data / "config.toml")
+        if data is not None:
+            env["MEDGEMMA_TUI_DATA_DIR"] = str(data)
+            env["MEDGEMMA_TUI_CONFIG"] = str(data / "config.toml")
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             [
@@ -84,7 +86,7 @@ class PtyApp:
             stdin=slave,
             stdout=slave,
             stderr=slave,
-            cwd=REPO,
+            cwd=REPO,  # the first entry of the program's import path: this checkout's code
             env=env,
             start_new_session=True,
         )
@@ -122,6 +124,18 @@ class PtyApp:
             time.sleep(0.02)
         raise TimeoutError(f"{needle!r} not seen within {timeout}s")
 
+    def wait_until_quiet(self, quiet_s: float, timeout: float) -> bool:
+        """Wait until the program has written nothing for `quiet_s`; False if it still writes at `timeout`."""
+        deadline = time.monotonic() + timeout
+        last_total, last_change = self.total, time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if self.total != last_total:
+                last_total, last_change = self.total, time.monotonic()
+            elif time.monotonic() - last_change >= quiet_s:
+                return True
+        return False
+
     def seen_at(self, needle: bytes, since: int) -> float | None:
         """When the chunk completing the first `needle` after chunk `since` arrived; None if not yet."""
         with self._lock:
@@ -145,6 +159,7 @@ class PtyApp:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(5)
         os.close(self.master)
 
 

@@ -7,111 +7,59 @@ not asserted here: they depend on the terminal size and the machine's load.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import shutil
-import struct
 import subprocess
 import sys
-import termios
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_tui import PtyApp
+from tui.app import MEMORY_SETTLE_S
+
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS, ROWS = 120, 40
-# Start-up has settled once nothing is written for this long: longer than two periods of
-# the status bar's memory reading (every 2 s, redrawn when the figure moves), which
-# still climbs for a moment after the model has loaded.
-QUIET_S = 5.0
+# Start-up has settled once the status bar has stopped reading memory (it does for
+# MEMORY_SETTLE_S after the model loads, while the figure still climbs) and nothing
+# has been written for QUIET_S.
+QUIET_S = 3.0
 IDLE_WINDOW_S = 4.0
-
-
-class PtyProgram:
-    """`medgemma-tui` on a pseudo-terminal; counts every byte it writes."""
-
-    def __init__(self, *args: str) -> None:
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-        env = dict(os.environ, TERM="xterm-256color", PYTHONPATH=str(REPO))
-        env.pop("NO_COLOR", None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tui.cli", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            cwd=REPO,
-            env=env,
-            start_new_session=True,
-        )
-        os.close(slave)
-        self.output = bytearray()
-        self._lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            with self._lock:
-                self.output += data
-
-    @property
-    def written(self) -> int:
-        with self._lock:
-            return len(self.output)
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if text.encode() in self.output:
-                    return
-            time.sleep(0.05)
-        raise AssertionError(f"{text!r} not written within {timeout}s")
-
-    def wait_until_quiet(self, quiet_s: float, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last, since = self.written, time.monotonic()
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            if self.written != last:
-                last, since = self.written, time.monotonic()
-            elif time.monotonic() - since >= quiet_s:
-                return
-        raise AssertionError(f"still writing after {timeout}s")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            os.write(self.master, b"\x11")  # ctrl+q
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        os.close(self.master)
 
 
 @pytest.mark.parametrize("args", [(), ("--low-bandwidth",)], ids=["default", "low-bandwidth"])
 def test_idle_output_is_zero_bytes_once_start_up_settles(args):
-    program = PtyProgram(*args)
+    program = PtyApp(args=args)
     try:
         program.wait_for("Patient note", 60)
         program.wait_for("DEMO", 180)  # the real demo model is loaded
-        program.wait_until_quiet(QUIET_S, timeout=30)
-        before = program.written
+        time.sleep(MEMORY_SETTLE_S)
+        assert program.wait_until_quiet(QUIET_S, timeout=30), "still writing long after the model loaded"
+        before = program.total
         time.sleep(IDLE_WINDOW_S)
-        assert program.written - before == 0, "the app wrote to the terminal with nothing changing"
+        assert program.total - before == 0, "the app wrote to the terminal with nothing changing"
     finally:
         program.close()
+
+
+def test_a_burst_of_keys_arrives_whole_and_in_order():
+    """60 characters written at once, as tmux send-keys or a fast typist over SSH delivers them."""
+    from tui.drafts import load_draft
+
+    burst = "Fever and cough for 2 days, SpO2 91% on air; RR 26 (HR 118)."
+    program = PtyApp()
+    try:
+        program.wait_for("Patient note", 60)
+        program.wait_for("DEMO", 180)
+        program.wait_until_quiet(0.5, timeout=30)
+        program.send(burst)
+        time.sleep(1)  # the first repaint
+        program.wait_until_quiet(1.0, timeout=30)  # the screen may write the note piecewise
+    finally:
+        program.close()  # Ctrl+Q saves the draft
+    assert load_draft().note == burst
 
 
 TMUX = shutil.which("tmux")
