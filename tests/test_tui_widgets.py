@@ -553,3 +553,30 @@ def test_parts_that_fit_drops_the_least_useful_first():
     assert parts_that_fit(texts, 42) == {"model", "phase", "speed", "memory"}
     assert parts_that_fit(texts, 30) == {"model", "phase", "memory"}
     assert part_width("model", "m" * 80) == MODEL_MAX_WIDTH
+
+
+def _written(update) -> str:
+    from rich.console import Console
+
+    return update.render_segments(Console(color_system=None, force_terminal=True, width=40))
+
+
+def test_a_partial_update_is_written_from_its_first_changed_cell():
+    from rich.segment import Segment
+    from textual.strip import Strip
+
+    from tui.screen_update import CellPreciseUpdate, character_start
+
+    row = Strip([Segment("│ "), Segment("fever 中文 end"), Segment(" │")])  # cells 0..18; 中文 at 8..11
+    assert [character_start(row, cell) for cell in (0, 7, 8, 9, 10, 11, 12)] == [0, 7, 8, 8, 10, 10, 12]
+    chops = [{0: row}]
+    # Cells 4..7 changed ("ver "): Textual writes from the chop's first cell, this from cell 4.
+    update = CellPreciseUpdate(chops, [(0, 4, 8)], [[row.cell_length]])
+    assert _written(update) == "\x1b[1;5Hver "
+    # A span starting on the right half of a wide character is written from its left half.
+    assert _written(CellPreciseUpdate(chops, [(0, 9, 12)], [[row.cell_length]])) == "\x1b[1;9H中文"
+    # A chop that starts where the span ends has nothing to write, not even a cursor move.
+    second = Strip([Segment("x")])
+    two_chops = [{0: row, row.cell_length: second}]
+    written = _written(CellPreciseUpdate(two_chops, [(0, 0, row.cell_length)], [[row.cell_length, 20]]))
+    assert written == "\x1b[1;1H│ fever 中文 end │"
