@@ -138,10 +138,6 @@ class NoteEditor(TextArea, inherit_bindings=False):
 
     # --- line-level repaint -------------------------------------------------------
 
-    def _rewrap_and_refresh_virtual_size(self) -> None:
-        super()._rewrap_and_refresh_virtual_size()
-        self.refresh()  # wrapped again at a new width (or text loaded): any row may have changed
-
     def edit(self, edit: Edit) -> EditResult:
         document, wrapped = self.document, self.wrapped_document
         lines_before, rows_before = document.line_count, wrapped.height
