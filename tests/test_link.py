@@ -1,5 +1,6 @@
 """Over a slow link: the real program, under a pseudo-terminal, writes nothing while idle,
-and its line-by-line repaint of the note leaves a real terminal showing exactly the note.
+takes a burst of keys whole and in order, and its line-by-line repaint of the note leaves
+a real terminal showing exactly the note.
 
 Byte budgets per keystroke, token and case are measured by benchmarks/bench_link.py,
 not asserted here: they depend on the terminal size and the machine's load.
