@@ -94,7 +94,7 @@ class _TokenBatcher:
     per window) still sends every piece the moment it is decoded.
     """
 
-    def __init__(self, outbox: _Outbox, job_id: str, window: float = 0.04) -> None:
+    def __init__(self, outbox: _Outbox, job_id: str, window: float = 0.1) -> None:
         self._outbox = outbox
         self._job_id = job_id
         self._window = window

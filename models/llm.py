@@ -285,7 +285,7 @@ class LlamaRuntime:
         constraint = _GrammarConstraint(lib, llm._model.vocab, grammar, self._n_vocab) if grammar else None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
-            for _ in range(max_tokens):
+            for generated in range(1, max_tokens + 1):
                 if cancel.is_set():
                     raise GenerationAborted("decode")
                 logits_ptr = lib.llama_get_logits_ith(llm._ctx.ctx, -1)
@@ -298,7 +298,8 @@ class LlamaRuntime:
                     break
                 text = decoder.decode(self._piece(token))
                 yield Piece(text, token, logprob)
-                llm.eval([token])
+                if generated < max_tokens:  # the last token's logits would never be read
+                    llm.eval([token])
         finally:
             sampler.close()
             if constraint is not None:
