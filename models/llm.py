@@ -105,9 +105,12 @@ class AntiRepetition:
         return self.dry_multiplier > 0
 
 
-# The common DRY defaults (0.8, 1.75, 2) over the last 512 tokens; their decode cost is
-# measured by benchmarks/bench_repetition.py. DRY alone does not stop every loop of a small
-# model: the engine's loop detector (engine/textcheck.py) ends those.
+# Chosen by `benchmarks/bench_repetition.py --sweep` (4 notes, 300 greedy tokens, both bundled
+# models): without DRY a sentence came back 3 (demo) and 7 (SmolLM2) times; x0.4 still let one
+# repeat twice; x0.8 with 2 free tokens over 512 is the weakest setting with no sentence twice
+# on either model (distinct 4-grams 0.90 / 0.94); x1.2 bought little more (0.92 / 0.95), and a
+# 256-token window or 3 free tokens let repeats back. The decode cost is in the same benchmark.
+# DRY alone does not stop every loop of a small model: the engine's loop detector ends those.
 ANTI_REPETITION = AntiRepetition()
 NO_ANTI_REPETITION = AntiRepetition(dry_multiplier=0.0)
 
