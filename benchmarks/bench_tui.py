@@ -242,7 +242,9 @@ def tui_run(data: Path, measure_latency: bool) -> dict:
         app.send("\x12")  # ctrl+r
         latencies: list[float] = []
         if measure_latency:
-            app.wait_for("Reasoning", 120, since=chunk_index)  # the stream's first heading: streaming has begun
+            app.wait_for(
+                "Reasoning", 120, since=chunk_index
+            )  # the stream's first heading: streaming has begun
             app.send("\t")  # focus moves from the (read-only) note to the image field
             time.sleep(0.2)
             while len(history_rows(data)) == runs_before and len(latencies) < 60:
