@@ -2,7 +2,8 @@
 
 Same GGUF, prompt, thread count and seed, greedy decoding. The engine runs the
 model in its worker process and sends tokens across a pipe to the asyncio loop.
-Two baselines run in this process, interleaved with it:
+Two baselines run in this process, interleaved with it, the engine going
+first in every other round:
 
 - in-process: the engine's own runtime (`LlamaRuntime.stream`, the same sampler
   chain with DRY against repetition). Engine ÷ in-process is what the process
@@ -14,7 +15,7 @@ It also prints the CPU time this (the parent) process spends per engine token:
 on a machine whose cores llama.cpp keeps busy, that time is taken from decoding,
 and unlike tok/s it hardly depends on what else the machine is doing.
 
-    python benchmarks/bench_engine.py [--rounds 5] [--tokens 128]
+    python benchmarks/bench_engine.py [--rounds 6] [--tokens 128]
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ async def engine_round(engine, tokens: int, seed: int) -> tuple[float, int, floa
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="one short round, to check the benchmark runs")
@@ -106,9 +107,16 @@ async def main() -> None:
     prompt_tokens = runtime.tokenize(prompt)
     raw_speeds, in_process_speeds, engine_speeds, parent_cpu = [], [], [], []
     for round_index in range(args.rounds):
-        raw, raw_n = raw_round(llm, prompt, args.tokens, seed=round_index)
-        local = in_process_round(runtime, prompt_tokens, args.tokens, seed=round_index)
-        eng, eng_n, cpu_per_token = await engine_round(engine, args.tokens, seed=round_index)
+        # Odd rounds run the engine first: drift on the machine (clock speed, other
+        # jobs) then cancels out instead of always falling on the same side.
+        if round_index % 2:
+            eng, eng_n, cpu_per_token = await engine_round(engine, args.tokens, seed=round_index)
+            local = in_process_round(runtime, prompt_tokens, args.tokens, seed=round_index)
+            raw, raw_n = raw_round(llm, prompt, args.tokens, seed=round_index)
+        else:
+            raw, raw_n = raw_round(llm, prompt, args.tokens, seed=round_index)
+            local = in_process_round(runtime, prompt_tokens, args.tokens, seed=round_index)
+            eng, eng_n, cpu_per_token = await engine_round(engine, args.tokens, seed=round_index)
         raw_speeds.append(raw)
         in_process_speeds.append(local)
         engine_speeds.append(eng)
