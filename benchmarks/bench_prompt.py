@@ -1,9 +1,11 @@
 """Prompt reading: warm against cold time to first token, and the thread and batch settings.
 
-Warm: another note was assessed just before, so the fixed instructions at the
-start of the prompt are already in the cache and only the case-specific part
-(rule lines and note) is read. Cold: the cache is empty. Rounds interleave, so
-the ratio holds on a noisy machine.
+Cold: the cache is empty. Warm, two ways:
+- the next patient: another note was assessed just before, so only the fixed
+  instructions at the start of the prompt are cached; the rule lines (from the
+  note's own vital signs, as the engine builds them) and the note are read;
+- the same patient, note edited: the rule lines are the same, only the note is read.
+Rounds interleave, so the ratios hold on a noisy machine.
 
 The sweep loads the model with each thread count and batch size and reports
 prompt tok/s and decode tok/s separately: they are bound by different things
@@ -33,18 +35,25 @@ NOTE = (
 EARLIER_NOTE = (
     "45-year-old man, right lower abdominal pain for 1 day. RR 18, HR 96, BP 128/80, T 37.9, alert."
 )
-RULES = ("NEWS2 5 (Moderate): RR 23 (2), SpO2 94% (1), HR 102 (1), T 38.4 (1)", "qSOFA 1: RR ≥ 22")
+EDITED_NOTE = NOTE.replace("No calf swelling.", "No calf swelling. Sputum green.")
 
 
-def prompt_for(runtime, note: str) -> list[int]:
-    from engine.prompts import PromptContext, build_messages
+def prompt_for(runtime, note: str):
+    """The prompt as the engine builds it, with the starts of its parts."""
+    from engine.preview import preview_risk
+    from engine.prompts import PromptContext, prepare_prompt
 
-    return runtime.tokenize(runtime.format_prompt(build_messages(note, PromptContext(RULES), "assessment")))
+    context = PromptContext(tuple(preview_risk(note, None).reasons))
+    return prepare_prompt(
+        note, context, "assessment", n_ctx=runtime.info.n_ctx, max_tokens=256, model=runtime
+    )
 
 
-def first_token_s(runtime, tokens: list[int]) -> float:
+def first_token_s(runtime, prompt) -> float:
     start = time.perf_counter()
-    for _ in runtime.stream(tokens, max_tokens=1, cancel=threading.Event()):
+    for _ in runtime.stream(
+        prompt.tokens, part_starts=prompt.part_starts, max_tokens=1, cancel=threading.Event()
+    ):
         break
     return time.perf_counter() - start
 
@@ -58,20 +67,33 @@ def warm_against_cold(rounds: int, threads: int) -> None:
     from models.llm import LlamaRuntime, LoadSpec
 
     runtime = LlamaRuntime(LoadSpec(str(demo_model_path()), threads=threads, n_ctx=4096))
-    target, earlier = prompt_for(runtime, NOTE), prompt_for(runtime, EARLIER_NOTE)
-    shared = next(i for i, (a, b) in enumerate(zip(target, earlier, strict=False)) if a != b)
-    print(f"prompt {len(target)} tokens, {shared} of them the fixed part shared with any other note")
-    warm, cold = [], []
+    target, earlier, edited = (prompt_for(runtime, note) for note in (NOTE, EARLIER_NOTE, EDITED_NOTE))
+    instructions, note_start = target.part_starts
+    print(
+        f"prompt {len(target.tokens)} tokens: instructions {instructions}, "
+        f"rule lines {note_start - instructions}, note {len(target.tokens) - note_start}"
+    )
+    cold, next_patient, same_patient = [], [], []
     for round_index in range(rounds):
         forget(runtime)
         cold.append(first_token_s(runtime, target))
         forget(runtime)
-        first_token_s(runtime, earlier)  # the clinician's previous case
-        warm.append(first_token_s(runtime, target))
-        print(f"round {round_index + 1}: cold {cold[-1] * 1000:7.1f} ms · warm {warm[-1] * 1000:7.1f} ms")
+        first_token_s(runtime, earlier)
+        next_patient.append(first_token_s(runtime, target))
+        forget(runtime)
+        first_token_s(runtime, edited)
+        same_patient.append(first_token_s(runtime, target))
+        print(
+            f"round {round_index + 1}: cold {cold[-1] * 1000:7.1f} ms · next patient "
+            f"{next_patient[-1] * 1000:7.1f} ms · same patient, note edited {same_patient[-1] * 1000:7.1f} ms"
+        )
     runtime.close()
-    print(ratio_line("warm ÷ cold time to first token", warm, cold, "≤ 0.3"))
-    record("warm ÷ cold time to first token", paired_ratio(warm, cold), "≤ 0.3")
+    for label, warm in (
+        ("warm ÷ cold time to first token, the next patient", next_patient),
+        ("warm ÷ cold time to first token, the same patient's edited note", same_patient),
+    ):
+        print(ratio_line(label, warm, cold, "≤ 0.3"))
+        record(label, paired_ratio(warm, cold), "≤ 0.3")
 
 
 def sweep(quick: bool) -> None:
@@ -91,15 +113,20 @@ def sweep(quick: bool) -> None:
                 str(demo_model_path()), threads=threads, n_ctx=4096, n_batch=n_batch, n_ubatch=n_ubatch
             )
             runtime = LlamaRuntime(spec)
-            tokens = prompt_for(runtime, long_note)
+            prompt = prompt_for(runtime, long_note)
             prompt_rates, decode_rates = [], []
             for _ in range(1 if quick else 3):
                 forget(runtime)
                 start = time.perf_counter()
                 stamps = []
-                for _piece in runtime.stream(tokens, max_tokens=8 if quick else 64, cancel=threading.Event()):
+                for _piece in runtime.stream(
+                    prompt.tokens,
+                    part_starts=prompt.part_starts,
+                    max_tokens=8 if quick else 64,
+                    cancel=threading.Event(),
+                ):
                     stamps.append(time.perf_counter())
-                prompt_rates.append(len(tokens) / (stamps[0] - start))
+                prompt_rates.append(len(prompt.tokens) / (stamps[0] - start))
                 if len(stamps) > 1:
                     decode_rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
             runtime.close()

@@ -146,6 +146,9 @@ class PreparedPrompt:
     text: str
     tokens: list[int]
     note: FittedNote
+    # Where the parts that change from case to case begin: the rule and image lines, then the
+    # note. The runtime reads each part as its own batch, so a cached part is reused exactly.
+    part_starts: tuple[int, ...] = ()
 
 
 def prepare_prompt(
@@ -179,9 +182,16 @@ def prepare_prompt(
     # so no text in a note can become a control token of the model's vocabulary.
     before, after = split_frame(model.format_prompt(build_messages(NOTE_SLOT, context, mode)))
     framed = frame_note(fitted.text)
+    instructions = ASSESSMENT_INSTRUCTIONS if mode == "assessment" else TEXT_INSTRUCTIONS
+    fixed_end = before.find(instructions)
+    fixed_end = fixed_end + len(instructions) if fixed_end >= 0 else 0  # 0: a template rewrote them
+    fixed = model.tokenize(before[:fixed_end]) if fixed_end else []
+    case_lines = model.tokenize(before[fixed_end:], add_bos=not fixed)
     tokens = (
-        model.tokenize(before)
+        fixed
+        + case_lines
         + model.tokenize(framed, special=False, add_bos=False)
         + model.tokenize(after, add_bos=False)
     )
-    return PreparedPrompt(before + framed + after, tokens, fitted)
+    part_starts = tuple(start for start in (len(fixed), len(fixed) + len(case_lines)) if start)
+    return PreparedPrompt(before + framed + after, tokens, fitted, part_starts)

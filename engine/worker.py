@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from engine import wire
-from engine.prompts import FittedNote, prepare_prompt
+from engine.prompts import PreparedPrompt, prepare_prompt
 
 if TYPE_CHECKING:
     from models.llm import LlamaRuntime, LoadSpec
@@ -194,17 +194,17 @@ def _run(
     start = time.perf_counter()
     try:
         grammar = build_grammar(job.grammar_schema) if job.grammar_schema else None
-        prompt_tokens, fitted = _prepare_prompt(runtime, job)
+        prepared = _prepare_prompt(runtime, job)
     except (GrammarError, ValueError) as exc:
         outbox.send(wire.Error(job.id, "bad-input", str(exc)))
         return
     outbox.send(
         wire.PromptReady(
             job_id=job.id,
-            prompt_tokens=len(prompt_tokens),
+            prompt_tokens=len(prepared.tokens),
             n_ctx=runtime.info.n_ctx,
-            note_tokens=fitted.note_tokens,
-            dropped_note_tokens=fitted.dropped_tokens,
+            note_tokens=prepared.note.note_tokens,
+            dropped_note_tokens=prepared.note.dropped_tokens,
         )
     )
     generated = 0
@@ -215,7 +215,7 @@ def _run(
 
     def timings() -> wire.DecodeTimings:
         return wire.DecodeTimings(
-            prompt_tokens=len(prompt_tokens),
+            prompt_tokens=len(prepared.tokens),
             generated_tokens=generated,
             prompt_s=(first_at - start) if first_at else time.perf_counter() - start,
             decode_s=(last_at - first_at) if first_at and last_at else 0.0,
@@ -223,7 +223,8 @@ def _run(
 
     try:
         for piece in runtime.stream(
-            prompt_tokens,
+            prepared.tokens,
+            part_starts=prepared.part_starts,
             max_tokens=job.max_tokens,
             cancel=cancel,
             temperature=job.temperature,
@@ -263,9 +264,8 @@ def _run(
     )
 
 
-def _prepare_prompt(runtime: LlamaRuntime, job: wire.Job) -> tuple[list[int], FittedNote]:
+def _prepare_prompt(runtime: LlamaRuntime, job: wire.Job) -> PreparedPrompt:
     """Build the prompt with the engine's shared rules (engine.prompts.prepare_prompt)."""
-    prepared = prepare_prompt(
+    return prepare_prompt(
         job.note, job.context, job.mode, n_ctx=runtime.info.n_ctx, max_tokens=job.max_tokens, model=runtime
     )
-    return prepared.tokens, prepared.note

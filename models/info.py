@@ -27,6 +27,8 @@ class ModelInfo:
     gpu_offload_supported: bool
     gpu_layers_reason: str
     server: str = ""  # the model server's address; empty when the model runs on this machine
+    n_batch: int = 0  # prompt tokens per llama_decode call, as llama.cpp took them; 0: not known here
+    n_ubatch: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         described: dict[str, Any] = {
@@ -46,4 +48,6 @@ class ModelInfo:
         }
         if self.server:
             described["server"] = self.server
+        if self.n_batch:
+            described["n_batch"], described["n_ubatch"] = self.n_batch, self.n_ubatch
         return described

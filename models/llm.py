@@ -29,7 +29,7 @@ import codecs
 import ctypes
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +43,13 @@ from models.hardware import choose_gpu_layers, gpu_offload_supported, physical_c
 from models.info import ModelInfo
 
 if TYPE_CHECKING:
-    from llama_cpp.llama_cpp import llama_context_p, llama_model_params, llama_token_data_array, llama_vocab_p
+    from llama_cpp.llama_cpp import (
+        llama_context_p,
+        llama_model_params,
+        llama_sampler_p,
+        llama_token_data_array,
+        llama_vocab_p,
+    )
     from llama_cpp.llama_types import ChatCompletionRequestMessage
 
     LogitsPointer: TypeAlias = ctypes._Pointer[ctypes.c_float]  # llama.cpp's float* to one row of logits
@@ -209,10 +215,15 @@ class LlamaRuntime:
             gpu_layers=gpu.layers,
             gpu_offload_supported=supported,
             gpu_layers_reason=gpu.reason,
+            n_batch=llama_cpp.llama_n_batch(self.llm._ctx.ctx),
+            n_ubatch=llama_cpp.llama_n_ubatch(self.llm._ctx.ctx),
         )
         self._formatter = self._make_formatter(template)
         self._n_vocab = self.llm.n_vocab()
         self._pieces: dict[int, bytes] = {}
+        self._dry_templates: dict[AntiRepetition, llama_sampler_p] = {}
+        self._batch_ends: list[int] = []  # where each batch the cache was read in ended
+        llama_cpp.llama_sampler_free(self._fresh_dry(ANTI_REPETITION))  # scan the vocabulary while loading
         self._abort_prompt = threading.Event()
         # Keep a reference: llama.cpp holds only the C pointer.
         self._abort_callback = llama_cpp.ggml_abort_callback(lambda _data: self._abort_prompt.is_set())
@@ -265,6 +276,7 @@ class LlamaRuntime:
         prompt_tokens: list[int],
         *,
         max_tokens: int,
+        part_starts: Sequence[int] = (),
         cancel: threading.Event,
         temperature: float = 0.0,
         seed: int = 0,
@@ -273,6 +285,9 @@ class LlamaRuntime:
         anti_repetition: AntiRepetition = ANTI_REPETITION,
     ) -> Iterator[Piece]:
         """Yield generated pieces until end of turn, `max_tokens` or cancel.
+
+        `part_starts` are the positions where parts of the prompt that change from
+        case to case begin (see `_prefill`).
 
         Raises GenerationAborted when cancel is set, within one token, or within
         one llama.cpp graph evaluation while the prompt is processed.
@@ -283,8 +298,9 @@ class LlamaRuntime:
                 f"prompt of {len(prompt_tokens)} tokens does not fit the context of {llm.n_ctx()}"
             )
         max_tokens = min(max_tokens, llm.n_ctx() - len(prompt_tokens))
-        self._prefill(prompt_tokens, cancel)
-        sampler = _ChainSampler(lib, temperature, seed, anti_repetition, llm._model.vocab, prompt_tokens)
+        self._prefill(prompt_tokens, part_starts, cancel)
+        dry = self._fresh_dry(anti_repetition) if anti_repetition.enabled else None
+        sampler = _ChainSampler(lib, temperature, seed, anti_repetition, dry, prompt_tokens)
         constraint = _GrammarConstraint(lib, llm._model.vocab, grammar, self._n_vocab) if grammar else None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
@@ -303,6 +319,7 @@ class LlamaRuntime:
                 yield Piece(text, token, logprob)
                 if generated < max_tokens:  # the last token's logits would never be read
                     llm.eval([token])
+                    self._batch_ends.append(llm.n_tokens)
         finally:
             sampler.close()
             if constraint is not None:
@@ -310,6 +327,29 @@ class LlamaRuntime:
         tail = decoder.decode(b"", final=True)
         if tail:
             yield Piece(tail, -1, None)
+
+    def _fresh_dry(self, anti_repetition: AntiRepetition) -> llama_sampler_p:
+        """A DRY sampler with an empty history, cloned from one built once per setting.
+
+        Building one scans the whole vocabulary for the sequence breakers: about
+        80 ms for Gemma's 262k tokens, which every run would add to its time to
+        first token. A clone copies the scanned breakers instead.
+        """
+        lib = self._llama_cpp
+        template = self._dry_templates.get(anti_repetition)
+        if template is None:
+            breakers = [text.encode("utf-8") for text in anti_repetition.sequence_breakers]
+            template = lib.llama_sampler_init_dry(
+                self.llm._model.vocab,
+                anti_repetition.dry_multiplier,
+                anti_repetition.dry_base,
+                anti_repetition.dry_allowed_length,
+                anti_repetition.dry_last_n,
+                (ctypes.c_char_p * len(breakers))(*breakers),  # llama.cpp copies them
+                len(breakers),
+            )
+            self._dry_templates[anti_repetition] = template
+        return cast("llama_sampler_p", lib.llama_sampler_clone(template))
 
     def _piece(self, token: int) -> bytes:
         piece = self._pieces.get(token)
@@ -326,19 +366,35 @@ class LlamaRuntime:
             piece = self._pieces[token] = buffer.raw[:length]
         return piece
 
-    def _prefill(self, prompt_tokens: list[int], cancel: threading.Event) -> None:
-        """Evaluate the prompt, reusing the cached prefix of the last prompt."""
+    def _prefill(self, prompt_tokens: list[int], part_starts: Sequence[int], cancel: threading.Event) -> None:
+        """Evaluate the prompt, reusing what the cache holds of the last one.
+
+        llama.cpp's result for a position depends on the batch it was read in (the
+        kernels and their summation order follow the batch's shape), so a prefix
+        reused at any token could change the answer from what a fresh model says.
+        Each part of the prompt is read as its own batch instead, and the cache is
+        reused only up to a part start that both prompts share with the same
+        batches before it: the warm answer is then the fresh answer, token for token.
+        """
         lib, llm = self._llama_cpp, self.llm
-        llm.n_tokens = self._reusable_prefix(prompt_tokens)
-        cached = llm.n_tokens
+        ends = sorted(
+            {start for start in part_starts if 0 < start < len(prompt_tokens)} | {len(prompt_tokens)}
+        )
+        reuse = self._reusable_prefix(prompt_tokens, ends)
+        llm.n_tokens = reuse
+        self._batch_ends = [end for end in self._batch_ends if end <= reuse]
         self._abort_prompt.clear()
         watcher = threading.Thread(target=self._watch_cancel, args=(cancel,), daemon=True)
         lib.llama_set_abort_callback(llm._ctx.ctx, self._abort_callback, None)
         watcher.start()
         try:
-            llm.eval(prompt_tokens[cached:])
+            for end in ends:
+                if end > reuse:
+                    llm.eval(prompt_tokens[llm.n_tokens : end])
+                    self._batch_ends.append(end)
         except RuntimeError as exc:
             llm.n_tokens = 0
+            self._batch_ends = []
             llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]  # unannotated in llama-cpp-python
             if cancel.is_set():
                 raise GenerationAborted("prompt") from None
@@ -350,8 +406,11 @@ class LlamaRuntime:
         if cancel.is_set():
             raise GenerationAborted("prompt")
 
-    def _reusable_prefix(self, prompt_tokens: list[int]) -> int:
-        """How many leading tokens of the last prompt can be kept for this one.
+    def _reusable_prefix(self, prompt_tokens: list[int], batch_ends: list[int]) -> int:
+        """How many leading tokens of the cache this prompt, read in `batch_ends`, can keep.
+
+        Only a batch end that the cached prompt shares, with the same batch ends
+        before it and the same tokens up to it, keeps the answer exact.
 
         Sliding-window layers attend to the `n_swa` positions before each token.
         A cache that dropped old positions (llama.cpp's small SWA cache, kept by
@@ -364,11 +423,17 @@ class LlamaRuntime:
             if old != new:
                 break
             shared += 1
+        cached = [end for end in self._batch_ends if end <= shared]
+        reuse = 0
+        for index, end in enumerate(end for end in batch_ends if end <= shared):
+            if index >= len(cached) or cached[index] != end:
+                break
+            reuse = end
         window = lib.llama_model_n_swa(llm._model.model)
-        if shared == 0 or window <= 0:
-            return shared
+        if reuse == 0 or window <= 0:
+            return reuse
         oldest_kept = lib.llama_memory_seq_pos_min(lib.llama_get_memory(llm._ctx.ctx), 0)
-        return shared if 0 <= oldest_kept <= max(0, shared - window) else 0
+        return reuse if 0 <= oldest_kept <= max(0, reuse - window) else 0
 
     def _watch_cancel(self, cancel: threading.Event) -> None:
         while not self._abort_prompt.is_set():
@@ -376,6 +441,9 @@ class LlamaRuntime:
                 self._abort_prompt.set()
 
     def close(self) -> None:
+        for template in self._dry_templates.values():
+            self._llama_cpp.llama_sampler_free(template)
+        self._dry_templates.clear()
         self.llm.close()
 
 
@@ -445,31 +513,19 @@ class _ChainSampler:
         temperature: float,
         seed: int,
         anti_repetition: AntiRepetition = NO_ANTI_REPETITION,
-        vocab: llama_vocab_p | None = None,
+        dry: llama_sampler_p | None = None,
         prompt_tokens: list[int] | None = None,
     ):
+        """`dry` is a fresh DRY sampler for `anti_repetition`; the chain takes it over."""
         self._lib = lib
         self.chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-        self._window = anti_repetition.dry_last_n if anti_repetition.enabled else 0
+        self._window = anti_repetition.dry_last_n if dry is not None else 0
         # the history DRY looks back over, for rebuilding it: generated tokens, and the prompt when it counts
         self._accepted: list[int] = []
         if self._window and anti_repetition.counts_prompt and prompt_tokens:
             self._accepted = list(prompt_tokens[-self._window :])
-        if anti_repetition.enabled and vocab is not None:
-            breakers = [text.encode("utf-8") for text in anti_repetition.sequence_breakers]
-            self._breakers = (ctypes.c_char_p * len(breakers))(*breakers)  # llama.cpp copies them
-            lib.llama_sampler_chain_add(
-                self.chain,
-                lib.llama_sampler_init_dry(
-                    vocab,
-                    anti_repetition.dry_multiplier,
-                    anti_repetition.dry_base,
-                    anti_repetition.dry_allowed_length,
-                    anti_repetition.dry_last_n,
-                    self._breakers,
-                    len(breakers),
-                ),
-            )
+        if dry is not None:
+            lib.llama_sampler_chain_add(self.chain, dry)
         if temperature <= 0:
             lib.llama_sampler_chain_add(self.chain, lib.llama_sampler_init_greedy())
         else:

@@ -118,7 +118,7 @@ def _prompt_tokens(runtime, note: str) -> list[int]:
     job = Job(
         id="t", note=note, mode="assessment", context=PromptContext(), max_tokens=256, temperature=0.0, seed=0
     )
-    tokens, _ = _prepare_prompt(runtime, job)
+    tokens = _prepare_prompt(runtime, job).tokens
     return tokens
 
 
