@@ -40,6 +40,9 @@ ENV_SERVER = "MEDGEMMA_TUI_SERVER"
 DEFAULT_CTX = 4096
 DEFAULT_MAX_TOKENS = 1024
 MIN_CTX = 256
+DEFAULT_BATCH = 512  # prompt tokens per llama_decode call (n_batch)
+DEFAULT_UBATCH = 512  # tokens per compute pass within it (n_ubatch)
+MIN_UBATCH = 256  # a Gemma 3 image is 256 tokens, and must fit one pass
 MAX_TEMPERATURE = 2.0
 
 
@@ -58,6 +61,8 @@ class FileConfig(BaseModel):
     vision_model: str | None = None  # folder with the INT8 ONNX vision tower
     # the ranges are checked by check_options, the same rules as on the command line
     threads: int | None = None
+    batch: int | None = None
+    ubatch: int | None = None
     ctx: int | None = None
     gpu_layers: str | int | None = None
     temperature: float | None = None
@@ -178,6 +183,8 @@ class Settings:
     max_tokens: int = DEFAULT_MAX_TOKENS
     ctx_chosen: bool = False  # set by the user, so it must fit the model; the default is fitted
     server: ServerSettings | None = None  # None: the model runs on this machine
+    batch: int = DEFAULT_BATCH
+    ubatch: int = DEFAULT_UBATCH
 
     @classmethod
     def resolve(
@@ -191,6 +198,8 @@ class Settings:
         temperature: float | None = None,
         max_tokens: int | None = None,
         server: str | None = None,
+        batch: int | None = None,
+        ubatch: int | None = None,
     ) -> Settings:
         file_config = file_config if file_config is not None else load_file_config()
         # the same rules for both sources; the message names where the value came from
@@ -202,6 +211,15 @@ class Settings:
             file_config.temperature,
             file_config.max_tokens,
             source=f"config file {config_path()}",
+        )
+        chosen_batch = batch if batch is not None else file_config.batch
+        chosen_ubatch = ubatch if ubatch is not None else file_config.ubatch
+        check_batches(
+            chosen_batch or DEFAULT_BATCH,
+            chosen_ubatch or DEFAULT_UBATCH,
+            source="command line"
+            if batch is not None or ubatch is not None
+            else f"config file {config_path()}",
         )
         env_model = os.environ.get(ENV_MODEL)
         if model:
@@ -228,6 +246,8 @@ class Settings:
             max_tokens=chosen_max_tokens or DEFAULT_MAX_TOKENS,
             ctx_chosen=chosen_ctx is not None,
             server=ServerSettings.resolve(server, file_config),
+            batch=chosen_batch or DEFAULT_BATCH,
+            ubatch=chosen_ubatch or DEFAULT_UBATCH,
         )
 
     def check_model_file(self) -> None:
@@ -275,6 +295,8 @@ class Settings:
             "model": str(self.model_path) if self.model_path else None,
             "model_source": self.model_source,
             "threads": self.threads,
+            "batch": self.batch,
+            "ubatch": self.ubatch,
             "ctx": self.ctx,
             "gpu_layers": self.gpu_layers,
             "vision_model": str(self.vision_model) if self.vision_model else None,
@@ -352,6 +374,21 @@ def check_options(
             _gpu_layers(gpu_layers)
         except ValueError as exc:
             problem = str(exc)
+    if problem and source == "command line":
+        raise ConfigError(f"--{problem}")
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+
+
+def check_batches(batch: int, ubatch: int, source: str) -> None:
+    """The prompt batch sizes after merging; `source` is where a change came from."""
+    problem = None
+    if ubatch < MIN_UBATCH:
+        problem = (
+            f"ubatch must be at least {MIN_UBATCH} tokens (a Gemma 3 image is read in one pass), not {ubatch}"
+        )
+    elif batch < ubatch:
+        problem = f"batch must be at least ubatch ({ubatch} tokens), not {batch}"
     if problem and source == "command line":
         raise ConfigError(f"--{problem}")
     if problem:

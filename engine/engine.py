@@ -127,6 +127,8 @@ class Engine:
                 path=str(path),
                 threads=self.settings.threads,
                 n_ctx=self.settings.ctx,
+                n_batch=self.settings.batch,
+                n_ubatch=self.settings.ubatch,
                 gpu_layers=self.settings.gpu_layers,
                 demo=demo,
             )

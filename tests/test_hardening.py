@@ -72,6 +72,8 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
         (["--temperature", "-0.5"], "--temperature must be a number between 0 and 2"),
         (["--max-tokens", "0"], "--max-tokens must be at least 1"),
         (["--max-tokens", "5000"], "max-tokens must be between 1 and 4096 (the context)"),
+        (["--ubatch", "128"], "--ubatch must be at least 256 tokens"),
+        (["--batch", "256"], "--batch must be at least ubatch (512 tokens)"),
     ],
 )
 def test_out_of_range_options_are_one_line_and_exit_2(options, words):
@@ -90,6 +92,8 @@ def test_out_of_range_options_are_one_line_and_exit_2(options, words):
         ("temperature = inf\n", "temperature must be a number between 0 and 2"),
         ("max_tokens = 0\n", "max-tokens must be at least 1"),
         ("ctx = 2000000000\n", "ctx must be between 256 and 32768"),
+        ("ubatch = 64\n", "ubatch must be at least 256 tokens"),
+        ("batch = 1024\nubatch = 2048\n", "batch must be at least ubatch (2048 tokens)"),
     ],
 )
 def test_the_config_file_keeps_to_the_same_rules(tmp_path, config, words):
@@ -108,6 +112,35 @@ def test_the_rules_are_one_function_for_both_sources():
     settings = Settings.resolve(threads=1, ctx=256, gpu_layers="0", temperature=2.0, max_tokens=1)
     assert (settings.threads, settings.ctx, settings.gpu_layers, settings.temperature) == (1, 256, 0, 2.0)
     settings.check_model_file()  # the limits themselves are allowed
+
+
+def test_batch_sizes_reach_the_model_loader(tmp_path, monkeypatch):
+    path = tmp_path / "config.toml"
+    path.write_text("batch = 1024\nubatch = 256\n")
+    monkeypatch.setenv("MEDGEMMA_TUI_CONFIG", str(path))
+    assert (Settings.resolve().batch, Settings.resolve().ubatch) == (1024, 256)
+    settings = Settings.resolve(ubatch=512)  # the command line wins over the file
+    assert (settings.batch, settings.ubatch) == (1024, 512)
+    assert settings.describe()["ubatch"] == 512
+
+
+def test_batch_sizes_given_on_the_command_line_are_what_llama_cpp_uses():
+    result = cli(
+        "analyze",
+        "--note",
+        "-",
+        "--json",
+        "--max-tokens",
+        "8",
+        "--batch",
+        "1024",
+        "--ubatch",
+        "256",
+        stdin=NOTE,
+    )
+    assert result.returncode == 0, result.stderr
+    model = json.loads(result.stdout)["model"]
+    assert (model["n_batch"], model["n_ubatch"]) == (1024, 256)  # read back from the llama.cpp context
 
 
 def test_a_config_path_that_is_a_folder(tmp_path):

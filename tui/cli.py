@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.resolve(
             model=args.model,
             threads=args.threads,
+            batch=args.batch,
+            ubatch=args.ubatch,
             ctx=args.ctx,
             gpu_layers=args.gpu_layers,
             vision_model=args.vision_model,
@@ -181,6 +183,10 @@ def _parser() -> argparse.ArgumentParser:
         help="URL of a shared llama-server to run the model on (default: MEDGEMMA_TUI_SERVER, the config file, else this machine)",
     )
     common.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    common.add_argument("--batch", type=int, help="prompt tokens per model call (default 512)")
+    common.add_argument(
+        "--ubatch", type=int, help="prompt tokens per compute pass, 256 or more (default 512)"
+    )
     common.add_argument("--ctx", type=int, help="context size in tokens (default 4096)")
     common.add_argument("--gpu-layers", help="'auto' (default), or how many layers to offload to a GPU")
     common.add_argument("--vision-model", help="folder with the INT8 ONNX image model")
@@ -484,6 +490,8 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
             other = Settings.resolve(
                 model=args.compare,
                 threads=args.threads,
+                batch=args.batch,
+                ubatch=args.ubatch,
                 ctx=args.ctx,
                 gpu_layers=args.gpu_layers,
                 vision_model=args.vision_model,
