@@ -398,26 +398,33 @@ class ServerBackend:
         self._info = None
 
 
-def llama_server_completion_body(model: str, prompt_tokens: list[int], job: wire.Job) -> dict[str, Any]:
-    """The `/v1/completions` request for llama-server: same prompt, grammar and sampling as local."""
-    from models.llm import ANTI_REPETITION, build_grammar
-
-    dry = ANTI_REPETITION
-    body: dict[str, Any] = {
+def _completion_body(model: str, prompt_tokens: list[int], job: wire.Job, seed: int) -> dict[str, Any]:
+    """What every OpenAI-style completions request holds: the prompt as token ids, streamed."""
+    return {
         "model": model,
         "prompt": prompt_tokens,
         "max_tokens": job.max_tokens,
         "stream": True,
         "temperature": job.temperature,
-        "seed": job.seed & 0xFFFFFFFF,
+        "seed": seed,
+        "top_k": 40,
+        "top_p": 0.95,
+    }
+
+
+def llama_server_completion_body(model: str, prompt_tokens: list[int], job: wire.Job) -> dict[str, Any]:
+    """The `/v1/completions` request for llama-server: same prompt, grammar and sampling as local."""
+    from models.llm import ANTI_REPETITION, build_grammar
+
+    dry = ANTI_REPETITION
+    body = _completion_body(model, prompt_tokens, job, seed=job.seed & 0xFFFFFFFF)
+    body |= {
         # the local sampler chain: DRY, then top-k 40, top-p 0.95, temperature; everything else off
         "dry_multiplier": dry.dry_multiplier,
         "dry_base": dry.dry_base,
         "dry_allowed_length": dry.dry_allowed_length,
         "dry_penalty_last_n": dry.dry_last_n,
         "dry_sequence_breakers": list(dry.sequence_breakers),
-        "top_k": 40,
-        "top_p": 0.95,
         "min_p": 0.0,
         "typical_p": 1.0,
         "repeat_penalty": 1.0,
@@ -440,16 +447,7 @@ def vllm_completion_body(model: str, prompt_tokens: list[int], job: wire.Job) ->
     (`guided_json`), `logprobs` rather than `n_probs`, and reports the chosen
     token's log-probability in `choices[0].logprobs.token_logprobs`.
     """
-    body: dict[str, Any] = {
-        "model": model,
-        "prompt": prompt_tokens,
-        "max_tokens": job.max_tokens,
-        "stream": True,
-        "temperature": job.temperature,
-        "seed": job.seed,
-        "top_k": 40,
-        "top_p": 0.95,
-    }
+    body = _completion_body(model, prompt_tokens, job, seed=job.seed)
     if job.grammar_schema is not None:
         body["guided_json"] = job.grammar_schema
         body["logprobs"] = 1

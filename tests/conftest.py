@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,22 @@ import pytest
 from models.embedded import embedded_model_path
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(
+    *args: str, stdin: str | None = None, timeout: float = 400, umask: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`medgemma-tui ARGS` in a subprocess, as a user runs it, in this test's data dir."""
+    return subprocess.run(
+        [sys.executable, "-m", "tui.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=os.environ.copy(),
+        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+    )
 
 
 @pytest.fixture(scope="session")

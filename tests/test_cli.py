@@ -10,25 +10,13 @@ import sys
 import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_cli
 
 from engine.schema import DISCLAIMER, Assessment
 
 pytestmark = pytest.mark.timeout(600)
 
 NOTE = "67-year-old woman, productive cough for 3 days. RR 23, SpO2 94% on air, BP 118/74, HR 102, T 38.4, alert."
-
-
-def cli(*args: str, stdin: str | None = None, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=os.environ.copy(),
-    )
 
 
 def streaming_analyze(note_file, max_tokens: int, stderr: int) -> subprocess.Popen:
@@ -47,7 +35,7 @@ def note_file(tmp_path):
 
 
 def test_text_mode_streams_to_stdout_and_says_demo_on_stderr(note_file):
-    result = cli("analyze", "--note", str(note_file), "--mode", "text", "--max-tokens", "40")
+    result = run_cli("analyze", "--note", str(note_file), "--mode", "text", "--max-tokens", "40")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.split()) >= 5
     assert "DEMO MODEL" in result.stderr and "not a medical model" in result.stderr
@@ -80,7 +68,7 @@ def test_stream_is_flushed_sentence_by_sentence(note_file):
 
 
 def test_json_prints_exactly_the_assessment_object(note_file):
-    result = cli("analyze", "--note", str(note_file), "--json", "--max-tokens", "500")
+    result = run_cli("analyze", "--note", str(note_file), "--json", "--max-tokens", "500")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assessment = Assessment.model_validate(payload)
@@ -94,7 +82,7 @@ def test_json_prints_exactly_the_assessment_object(note_file):
 
 
 def test_text_mode_json_carries_checked_text_flags_and_the_disclaimer(note_file):
-    result = cli("analyze", "--note", str(note_file), "--mode", "text", "--json", "--max-tokens", "60")
+    result = run_cli("analyze", "--note", str(note_file), "--mode", "text", "--json", "--max-tokens", "60")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert {"text", "raw_text", "safety", "clinical_notes", "model", "timings"} <= payload.keys()
@@ -105,7 +93,7 @@ def test_text_mode_json_carries_checked_text_flags_and_the_disclaimer(note_file)
 
 
 def test_text_mode_output_ends_with_its_flags_and_the_disclaimer(note_file):
-    result = cli("analyze", "--note", str(note_file), "--mode", "text", "--max-tokens", "40")
+    result = run_cli("analyze", "--note", str(note_file), "--mode", "text", "--max-tokens", "40")
     assert result.returncode == 0, result.stderr
     assert "Safety flags:" in result.stdout and "- demo-model:" in result.stdout
     assert result.stdout.rstrip().endswith(f"*** {DISCLAIMER} ***")
@@ -120,7 +108,7 @@ def test_text_mode_output_ends_with_its_flags_and_the_disclaimer(note_file):
 )
 def test_bad_image_exits_2_in_one_line_before_any_model_loads(note_file, tmp_path, make, words):
     started = time.perf_counter()
-    result = cli("analyze", "--note", str(note_file), "--json", "--image", str(make(tmp_path)))
+    result = run_cli("analyze", "--note", str(note_file), "--json", "--image", str(make(tmp_path)))
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
@@ -132,7 +120,7 @@ def test_an_image_text_mode_cannot_analyse_is_stated_in_the_json(note_file, tmp_
 
     image = tmp_path / "chest.png"
     Image.new("L", (64, 64), 128).save(image)
-    result = cli(
+    result = run_cli(
         "analyze",
         "--note",
         str(note_file),
@@ -156,7 +144,7 @@ def _write(path, text: str):
 
 
 def test_note_from_stdin():
-    result = cli("analyze", "--note", "-", "--mode", "text", "--max-tokens", "8", stdin=NOTE)
+    result = run_cli("analyze", "--note", "-", "--mode", "text", "--max-tokens", "8", stdin=NOTE)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
 
@@ -171,7 +159,7 @@ def test_note_from_stdin():
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, stdin, words):
-    result = cli(*args, stdin=stdin)
+    result = run_cli(*args, stdin=stdin)
     assert result.returncode == 2, (result.returncode, result.stderr)
     errors = [line for line in result.stderr.splitlines() if line.startswith("medgemma-tui:")]
     assert len(errors) == 1 and words in errors[0], result.stderr
@@ -181,7 +169,7 @@ def test_bad_config_file_exits_2(tmp_path, monkeypatch):
     config = tmp_path / "bad.toml"
     config.write_text("threads = 'many'\n")
     monkeypatch.setenv("MEDGEMMA_TUI_CONFIG", str(config))
-    result = cli("analyze", "--note", "-", stdin=NOTE)
+    result = run_cli("analyze", "--note", "-", stdin=NOTE)
     assert result.returncode == 2 and "threads" in result.stderr
 
 
@@ -202,7 +190,7 @@ def test_ctrl_c_stops_cleanly_with_130_and_keeps_the_text(note_file):
 def test_escape_sequences_are_neutralised_before_the_terminal(tmp_path):
     note = tmp_path / "hostile.txt"
     note.write_text("Cough \x1b[2J\x1b]52;c;cHduZWQ=\x07 for 2 days. RR 16, HR 80, alert. \x1b[?1049h")
-    result = cli("analyze", "--note", str(note), "--max-tokens", "300")
+    result = run_cli("analyze", "--note", str(note), "--max-tokens", "300")
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     assert "  | Cough ␛[2J␛]52;c;cHduZWQ=␇ for 2 days." in result.stdout  # the note, quoted harmlessly
@@ -215,7 +203,7 @@ def test_escape_sequences_are_neutralised_before_the_terminal(tmp_path):
 
 
 def test_demo_streams_the_bundled_cases():
-    result = cli("demo", "--max-tokens", "60", "--mode", "text")
+    result = run_cli("demo", "--max-tokens", "60", "--mode", "text")
     assert result.returncode == 0, result.stderr
     cases = sorted(path.stem for path in (REPO / "examples").glob("*.json"))
     for case in cases:
@@ -224,7 +212,7 @@ def test_demo_streams_the_bundled_cases():
 
 
 def test_doctor_reports_versions_hardware_model_and_advice():
-    result = cli("doctor")
+    result = run_cli("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     for words in (
@@ -245,6 +233,6 @@ def test_doctor_reports_versions_hardware_model_and_advice():
 def test_doctor_reports_a_broken_model(tmp_path):
     broken = tmp_path / "x.gguf"
     broken.write_text("nope")
-    result = cli("doctor", "--model", str(broken))
+    result = run_cli("doctor", "--model", str(broken))
     assert result.returncode == 1
     assert "PROBLEM" in result.stdout and "not a GGUF" in result.stdout

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
 from datetime import datetime
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_cli
 
 from engine import AnalysisRequest, Cancelled, Engine, Finished, Settings, Token
 from engine.evaluation import (
@@ -37,17 +36,6 @@ from engine.risk import risk_from_note
 pytestmark = pytest.mark.timeout(600)
 
 CASES = load_cases()
-
-
-def cli(*args: str, timeout: float = 580) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=os.environ.copy(),
-    )
 
 
 # --- the shipped case set --------------------------------------------------------
@@ -177,7 +165,7 @@ def test_two_models_are_shown_side_by_side_case_by_case():
 
 def test_eval_on_the_demo_model_writes_both_reports(tmp_path):
     out = tmp_path / "report"
-    result = cli("eval", "--limit", "2", "--max-tokens", "8", "--out", str(out))
+    result = run_cli("eval", "--limit", "2", "--max-tokens", "8", "--out", str(out), timeout=580)
     assert result.returncode == 0, result.stderr
     assert "case 2/2" in result.stderr  # plain progress lines: stderr is not a terminal here
     data = json.loads((out / "report.json").read_text())
@@ -219,8 +207,17 @@ def test_eval_on_the_demo_model_writes_both_reports(tmp_path):
 
 def test_compare_runs_two_model_files_side_by_side(tmp_path, smollm2_path):
     out = tmp_path / "report"
-    result = cli(
-        "eval", "--limit", "1", "--max-tokens", "8", "--compare", str(smollm2_path), "--out", str(out)
+    result = run_cli(
+        "eval",
+        "--limit",
+        "1",
+        "--max-tokens",
+        "8",
+        "--compare",
+        str(smollm2_path),
+        "--out",
+        str(out),
+        timeout=580,
     )
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "report.json").read_text())
