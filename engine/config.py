@@ -212,11 +212,11 @@ class Settings:
             file_config.max_tokens,
             source=f"config file {config_path()}",
         )
-        chosen_batch = batch if batch is not None else file_config.batch
-        chosen_ubatch = ubatch if ubatch is not None else file_config.ubatch
+        chosen_batch = (batch if batch is not None else file_config.batch) or DEFAULT_BATCH
+        chosen_ubatch = (ubatch if ubatch is not None else file_config.ubatch) or DEFAULT_UBATCH
         check_batches(
-            chosen_batch or DEFAULT_BATCH,
-            chosen_ubatch or DEFAULT_UBATCH,
+            chosen_batch,
+            chosen_ubatch,
             source="command line"
             if batch is not None or ubatch is not None
             else f"config file {config_path()}",
@@ -246,8 +246,8 @@ class Settings:
             max_tokens=chosen_max_tokens or DEFAULT_MAX_TOKENS,
             ctx_chosen=chosen_ctx is not None,
             server=ServerSettings.resolve(server, file_config),
-            batch=chosen_batch or DEFAULT_BATCH,
-            ubatch=chosen_ubatch or DEFAULT_UBATCH,
+            batch=chosen_batch,
+            ubatch=chosen_ubatch,
         )
 
     def check_model_file(self) -> None:

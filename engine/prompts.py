@@ -56,9 +56,13 @@ class PromptContext:
     image_lines: Sequence[str] = ()
 
 
+def instructions_for(mode: str) -> str:
+    """The fixed start of every prompt in `mode`, byte-identical from case to case."""
+    return ASSESSMENT_INSTRUCTIONS if mode == "assessment" else TEXT_INSTRUCTIONS
+
+
 def build_messages(note: str, context: PromptContext, mode: str = "assessment") -> list[dict[str, str]]:
-    instructions = ASSESSMENT_INSTRUCTIONS if mode == "assessment" else TEXT_INSTRUCTIONS
-    parts = [instructions]
+    parts = [instructions_for(mode)]
     if context.risk_lines:
         parts.append(
             "Rule-based scores from the vital signs:\n"
@@ -182,7 +186,7 @@ def prepare_prompt(
     # so no text in a note can become a control token of the model's vocabulary.
     before, after = split_frame(model.format_prompt(build_messages(NOTE_SLOT, context, mode)))
     framed = frame_note(fitted.text)
-    instructions = ASSESSMENT_INSTRUCTIONS if mode == "assessment" else TEXT_INSTRUCTIONS
+    instructions = instructions_for(mode)
     fixed_end = before.find(instructions)
     fixed_end = fixed_end + len(instructions) if fixed_end >= 0 else 0  # 0: a template rewrote them
     fixed = model.tokenize(before[:fixed_end]) if fixed_end else []

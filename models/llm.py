@@ -377,9 +377,7 @@ class LlamaRuntime:
         batches before it: the warm answer is then the fresh answer, token for token.
         """
         lib, llm = self._llama_cpp, self.llm
-        ends = sorted(
-            {start for start in part_starts if 0 < start < len(prompt_tokens)} | {len(prompt_tokens)}
-        )
+        ends = batch_ends(len(prompt_tokens), part_starts)
         reuse = self._reusable_prefix(prompt_tokens, ends)
         llm.n_tokens = reuse
         self._batch_ends = [end for end in self._batch_ends if end <= reuse]
@@ -448,6 +446,11 @@ class LlamaRuntime:
 
 
 _silent_log = None
+
+
+def batch_ends(prompt_length: int, part_starts: Sequence[int]) -> list[int]:
+    """Where each batch a prompt is read in ends: at every part start, and at its end."""
+    return sorted({start for start in part_starts if 0 < start < prompt_length} | {prompt_length})
 
 
 def silence_llama_logs() -> None:

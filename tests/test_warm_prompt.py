@@ -17,7 +17,7 @@ import threading
 import pytest
 
 from engine.prompts import PreparedPrompt, PromptContext, prepare_prompt
-from models.llm import LlamaRuntime, LoadSpec
+from models.llm import LlamaRuntime, LoadSpec, batch_ends
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -70,7 +70,7 @@ def test_a_short_note_after_a_long_one_matches_a_fresh_model(gemma_path, context
         note_start = short_prompt.part_starts[-1]
         assert note_start == long_prompt.part_starts[-1] > 200, "the same instructions and rules come first"
         kept = runtime._reusable_prefix(
-            short_prompt.tokens, [*short_prompt.part_starts, len(short_prompt.tokens)]
+            short_prompt.tokens, batch_ends(len(short_prompt.tokens), short_prompt.part_starts)
         )
         if full_window_cache:
             assert kept == note_start, "the full cache serves everything before the note"
@@ -98,7 +98,7 @@ def test_warm_answers_equal_fresh_ones_whatever_was_read_before(gemma_path):
         ]
         warm, kept = [], []
         for case in cases:
-            kept.append(runtime._reusable_prefix(case.tokens, [*case.part_starts, len(case.tokens)]))
+            kept.append(runtime._reusable_prefix(case.tokens, batch_ends(len(case.tokens), case.part_starts)))
             warm.append(greedy(runtime, case, count=200))
         fresh = []
         for case in cases:
